@@ -363,7 +363,7 @@ def _mutual_informations_nats(P: torch.Tensor, theta: torch.Tensor, stats: IRSSt
     I_ab = term_a + term_b - term_ab
     if not need_eve:
         return I_ab, None, None
-    v, x, det = var["v"], var["x"], var["det"]
+    v, det = var["v"], var["det"]
     # I(a;e) = h(e) - h(e | a): conditional covariance U diag(lambda d) U^H of Eve's cascade.
     d = (v[..., None] + P_b[..., None] * lam * det[..., None]) / (1.0 + P_b[..., None] * u[..., None] * lam)
     TdT = (T * (lam * d)[..., None, :]) @ T.conj().transpose(-1, -2)

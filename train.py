@@ -1,22 +1,79 @@
-"""phykey command line: ``python train.py {fit,validate,test,predict} --config <yaml>``.
+"""phykey command line: ``python train.py {fit,validate,test,predict,export} --config <yaml>``.
 
 One LightningCLI for every model in the project: the YAML names the LightningModule and the
 LightningDataModule by ``class_path`` (subclass mode), so PKG-Net, KGNet and the benchmark nets all
 run through the same entry point. ``main(args)`` is what the tests call, with the same arguments a
 user would type.
+
+    python train.py fit --config configs/pkgnet/irs_case1.yaml
+    python train.py fit --config configs/pkgnet/irs_case1.yaml --ckpt_path last      # resume
+    python train.py test --config configs/pkgnet/irs_case1.yaml --ckpt_path <ckpt>
+    python train.py export --config configs/pkgnet/irs_case1.yaml --ckpt_path <ckpt> --out model.pt2
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
-from lightning.pytorch import LightningDataModule, LightningModule
-from lightning.pytorch.cli import LightningCLI
+import torch
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+
+
+class PhykeyTrainer(Trainer):
+    """Trainer with an ``export`` subcommand (its signature becomes the CLI flags)."""
+
+    def export(self, model: LightningModule, datamodule: LightningDataModule | None = None,
+               ckpt_path: str | None = None, out: str = "pkgnet.pt2", onnx: str | None = None) -> dict:
+        """Export the PKG-Net of ``ckpt_path`` as a torch.export ``.pt2`` (and optionally ``.onnx``).
+
+        Args:
+            ckpt_path: checkpoint written by ``fit`` (required).
+            out: output ``.pt2`` path; its folder must exist.
+            onnx: optional ``.onnx`` path (needs the ``onnxscript`` package).
+        """
+        from models.export import check_export_path, export_pkgnet
+        from models.pkgnet import check_checkpoint_scenario
+
+        if not hasattr(model, "scenario") or not hasattr(model, "net"):
+            raise ValueError(f"export supports PKG-Net modules; {type(model).__name__} has no scenario/net")
+        if ckpt_path is None or not Path(ckpt_path).is_file():
+            raise ValueError(f"--ckpt_path must name an existing checkpoint file, got {ckpt_path!r}")
+        check_export_path(out, ".pt2")
+        if onnx is not None:
+            check_export_path(onnx, ".onnx")
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        check_checkpoint_scenario(ckpt, model.scenario, model.net)
+        model.load_state_dict(ckpt["state_dict"])
+        meta = export_pkgnet(model.net, model.scenario, out, onnx,
+                             extra_metadata={"checkpoint": str(ckpt_path), "epoch": ckpt.get("epoch")})
+        print(f"exported {out}" + (f" and {onnx}" if onnx else "") + f" ({meta['scenario']}, M={meta['M']}, "
+              f"L={meta['L']}, features {meta['input']['feature_names']})")
+        return meta
+
+
+class LoggerSaveConfigCallback(SaveConfigCallback):
+    """Also sends the parsed config to the experiment tracker (W&B run config)."""
+
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if trainer.logger is not None:
+            cfg = self.parser.dump(self.config, skip_none=False, format="yaml")
+            import yaml
+
+            trainer.logger.log_hyperparams({"config": yaml.safe_load(cfg)})
 
 
 class PhykeyCLI(LightningCLI):
-    """LightningCLI with the project's defaults (config saved per run, overwrite allowed)."""
+    """LightningCLI with the project's defaults and the ``export`` subcommand."""
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {**LightningCLI.subcommands(), "export": {"model", "datamodule"}}
+
+    def export(self, model: LightningModule, datamodule: LightningDataModule | None = None, **kwargs) -> dict:
+        return self.trainer.export(model, datamodule, **kwargs)
 
 
 def main(args: Sequence[str] | None = None, run: bool = True) -> PhykeyCLI:
@@ -30,8 +87,10 @@ def main(args: Sequence[str] | None = None, run: bool = True) -> PhykeyCLI:
     return PhykeyCLI(
         LightningModule,
         LightningDataModule,
+        trainer_class=PhykeyTrainer,
         subclass_mode_model=True,
         subclass_mode_data=True,
+        save_config_callback=LoggerSaveConfigCallback,
         save_config_kwargs={"overwrite": True},
         args=list(args) if args is not None else None,
         run=run,

@@ -162,9 +162,14 @@ class IRSStats:
     def irs_gain(self, theta: torch.Tensor) -> torch.Tensor:
         """s = theta^H (R_I o R_I) theta (001 Lemma 1 / (80)); ``[...]`` real. Max is sum(R_I o R_I)
         at equal phases (Corollary 1): R_I o R_I is elementwise non-negative."""
-        A = (self.R_I * self.R_I).to(theta.real.dtype)
-        Atheta = torch.einsum("...ij,...j->...i", A.to(theta.dtype), theta)
-        return (theta.conj() * Atheta).sum(-1).real
+        A = (self.R_I * self.R_I).to(theta.real.dtype)  # real symmetric
+        # A theta for real A as two real products (much faster than a broadcast complex einsum)
+        if A.ndim == 2:
+            Are, Aim = theta.real @ A, theta.imag @ A
+        else:
+            Are = (A @ theta.real.unsqueeze(-1)).squeeze(-1)
+            Aim = (A @ theta.imag.unsqueeze(-1)).squeeze(-1)
+        return (theta.real * Are + theta.imag * Aim).sum(-1)
 
     def equal_phase_gain(self) -> torch.Tensor:
         """sum_{i,j} [R_I o R_I]_{ij}: the IRS gain with equal phases."""
@@ -557,6 +562,12 @@ def random_design(stats: IRSStats, P_max, generator: torch.Generator) -> Design:
     return Design(normalise_power(P, P_max), torch.polar(torch.ones_like(phase), phase))
 
 
+def _autograd_ready(stats: IRSStats, P_max) -> tuple[IRSStats, torch.Tensor]:
+    """Copies of the inputs usable by autograd even when the caller runs under ``torch.inference_mode``
+    (Lightning's validation loop): call inside ``torch.inference_mode(False)``."""
+    return stats.map(lambda t: t.clone()), as_float64(P_max).clone()
+
+
 def _per_channel_objective(case_objective: str, q: torch.Tensor, c: dict[str, torch.Tensor]) -> torch.Tensor:
     """Per-subchannel terms (nats) of 001 (46)/(48), (49)/(51), (50)/(52) in q = p_i^2.
 
@@ -566,6 +577,18 @@ def _per_channel_objective(case_objective: str, q: torch.Tensor, c: dict[str, to
     (49): (1 + b q)(1 + (a + e) q + w1 q^2) / ((1 + (a + b) q)(1 + e q))
     (50): (1 + a q)(1 + (b + e) q + w2 q^2) / ((1 + (a + b) q)(1 + e q))
     """
+    # Exact objectives restricted to P^T U_B = V diag(sqrt q) (see exact_design): per eigen-channel
+    # constants A = P_b u lam_i, su = u lam_i, sv = v lam_i, sd = lam_i d_i, sdet = lam_i^2 (u v - x^2).
+    if case_objective in ("exact_I", "exact_R1", "exact_R2"):
+        I_exact = torch.log1p(c["A"]) + torch.log1p(c["su"] * q) - torch.log1p(c["A"] + c["su"] * q)
+        if case_objective == "exact_I":
+            return I_exact
+        if case_objective == "exact_R1":  # I(a;b) - I(a;e)
+            return I_exact - torch.log1p(c["sv"] * q) + torch.log1p(c["sd"] * q)
+        return I_exact - (torch.log1p(c["su"] * q) + torch.log1p(c["sv"] * q)
+                          - torch.log1p((c["su"] + c["sv"]) * q + c["sdet"] * q * q))
+    if case_objective not in ("I", "R1", "R2"):
+        raise ValueError(f"unknown objective {case_objective!r}")
     a, b = c["a"], c["b"]
     base = -torch.log1p((a + b) * q)
     if case_objective == "I":
@@ -573,9 +596,7 @@ def _per_channel_objective(case_objective: str, q: torch.Tensor, c: dict[str, to
     e = c["e"]
     if case_objective == "R1":
         return torch.log1p(b * q) + torch.log1p((a + e) * q + c["w1"] * q * q) - torch.log1p(e * q) + base
-    if case_objective == "R2":
-        return torch.log1p(a * q) + torch.log1p((b + e) * q + c["w2"] * q * q) - torch.log1p(e * q) + base
-    raise ValueError(f"unknown objective {case_objective!r}")
+    return torch.log1p(a * q) + torch.log1p((b + e) * q + c["w2"] * q * q) - torch.log1p(e * q) + base
 
 
 def _objective_derivatives(phi, q: torch.Tensor):
@@ -589,7 +610,7 @@ def _objective_derivatives(phi, q: torch.Tensor):
 
 
 def waterfill_allocation(
-    lam: torch.Tensor, phi, total: float, grid_points: int = 2049, bisection_steps: int = 80,
+    lam: torch.Tensor, phi, total: float, grid_points: int = 1025, bisection_steps: int = 60,
     newton_steps: int = 6,
 ) -> torch.Tensor:
     """Maximise sum_i phi(lam_i z_i) s.t. sum_i z_i = total, z >= 0, by the KKT conditions.
@@ -618,14 +639,17 @@ def waterfill_allocation(
     Ddec = torch.cummin(Ddec, dim=-1).values
     Ddec = torch.where(gidx >= peak, Ddec, torch.full_like(D, float("inf")))
     Dpeak = D.gather(-1, peak).squeeze(-1)  # [..., M]
+    negD = (-Ddec).contiguous()  # ascending: what searchsorted needs, built once
 
     def z_of_mu(mu: torch.Tensor) -> torch.Tensor:
         """z_i(mu) on the decreasing branch (linear interpolation of the tabulated inverse)."""
-        cnt = torch.searchsorted(-Ddec.contiguous(), -mu[..., None, None].expand(*Ddec.shape[:-1], 1),
-                                 right=True).squeeze(-1)  # number of grid points with D >= mu
+        query = (-mu)[..., None, None].expand(*Ddec.shape[:-1], 1).contiguous()
+        cnt = torch.searchsorted(negD, query, right=True).squeeze(-1)  # number of grid points with D >= mu
         j = (cnt - 1).clamp(0, grid_points - 2)
         d0, d1_ = Ddec.gather(-1, j[..., None]).squeeze(-1), Ddec.gather(-1, (j + 1)[..., None]).squeeze(-1)
-        z0, z1 = zg[j], zg[j + 1]
+        # grid points are total * t^2 with t = j / (G - 1): no gather needed
+        z0 = total * (j.to(dtype) / (grid_points - 1)) ** 2
+        z1 = total * ((j + 1).to(dtype) / (grid_points - 1)) ** 2
         frac = torch.where(torch.isfinite(d0) & (d0 > d1_), (d0 - mu[..., None]) / (d0 - d1_),
                            torch.zeros_like(d0)).clamp(0, 1)
         z = z0 + frac * (z1 - z0)
@@ -636,7 +660,10 @@ def waterfill_allocation(
     for k in range(1, M + 1):
         active = torch.arange(M, device=lam.device) < k
         mu_hi = torch.where(active, Dpeak, torch.full_like(Dpeak, float("inf"))).amin(-1)
-        mu_lo = torch.zeros_like(mu_hi)
+        # the multiplier may be negative (e.g. Case 2 with Eve close: every extra watt helps Eve
+        # more than Bob), so bracket it below by the smallest marginal gain at z = total
+        d_end = torch.where(active, Ddec[..., -1], torch.full_like(Dpeak, float("inf"))).amin(-1)
+        mu_lo = torch.minimum(d_end, mu_hi) - 1e-9 * (1.0 + d_end.abs())
         lo, hi = mu_lo, mu_hi
         for _ in range(bisection_steps):
             mid = 0.5 * (lo + hi)
@@ -663,7 +690,9 @@ def waterfill_allocation(
         better = feasible & (val > best_val)
         best_val = torch.where(better, val, best_val)
         best_z = torch.where(better[..., None], z, best_z)
-    return best_z
+    # no feasible KKT point on the decreasing branches (not seen in practice): equal allocation
+    none = ~torch.isfinite(best_val)
+    return torch.where(none[..., None], torch.full_like(best_z, total / M), best_z)
 
 
 def waterfill_objective_constants(stats: IRSStats, P_max) -> dict[str, torch.Tensor]:
@@ -679,6 +708,12 @@ def waterfill_objective_constants(stats: IRSStats, P_max) -> dict[str, torch.Ten
 
 def waterfill_z(stats: IRSStats, P_max, objective: str = "I") -> torch.Tensor:
     """z_i = p_i^2 / p_{B,i} maximising (48) ("I"), (51) ("R1") or (52) ("R2"); ``[..., M]``."""
+    with torch.inference_mode(False):
+        stats, P_max = _autograd_ready(stats, P_max)
+        return _waterfill_z(stats, P_max, objective)
+
+
+def _waterfill_z(stats: IRSStats, P_max, objective: str) -> torch.Tensor:
     c = waterfill_objective_constants(stats, P_max)
     lam, _ = stats.rb_eig()
     shape = torch.broadcast_shapes(lam.shape, *[v.shape for v in c.values()])
@@ -738,6 +773,57 @@ def water_filling(stats: IRSStats, P_max, case: int = 1, basis: str = "eigen") -
     return water_filling_design(stats, P_max, case, basis).P
 
 
+def exact_design(stats: IRSStats, P_max, case: int = 1) -> Design:
+    """Exact-objective water-filling in the eigenbasis of R_B (ours, not in 001), equal IRS phases.
+
+    Restricting P^T U_B = V diag(sqrt q) (V any unitary; we take P = conj(U_B) diag(sqrt q)) makes
+    T^H T = diag(q) and T diag(lambda) T^H = V diag(q lambda) V^H, so the exact I(a;b) of (38) splits
+    into per-eigen-channel terms ln((1 + A_i)(1 + u lambda_i q_i) / (1 + A_i + u lambda_i q_i)),
+    A_i = P_b u lambda_i, which are concave in q_i (no noise-term approximation as in (43)); Eve's
+    terms split the same way. The KKT water-filling over q (sum q = P_max) then gives the optimum
+    within that family; on the 001 training distribution it was never beaten by projected gradient
+    ascent from other starts (tests/test_irs_physics.py), so :func:`optimum` starts from it.
+    Case 2 solves R1 and R2 and keeps the design with the larger exact R_sk per draw.
+    """
+    with torch.inference_mode(False):
+        stats, P_max = _autograd_ready(stats, P_max)
+        P_max = _check_pmax(P_max, stats)
+        lam, U = stats.rb_eig()
+        var = stats.variances(stats.equal_phase_gain())
+        u = var["u"][..., None]
+        c = {"A": stats.P_b[..., None] * u * lam, "su": u * lam}
+        if stats.has_eve:
+            v, det = var["v"][..., None], var["det"][..., None]
+            d = (v + stats.P_b[..., None] * lam * det) / (1.0 + stats.P_b[..., None] * u * lam)
+            c.update(sv=v * lam, sd=lam * d, sdet=lam * lam * det)
+        M = stats.M
+        shape = torch.broadcast_shapes(lam.shape, P_max[..., None].shape, *[t.shape for t in c.values()])
+        c = {k: t.expand(shape) for k, t in c.items()}
+        P_a = (P_max / M)[..., None].expand(shape)
+
+        def design_for(objective: str) -> torch.Tensor:
+            def phi(q):
+                return _per_channel_objective(objective, q, c)
+
+            z = waterfill_allocation(P_a, phi, float(M))
+            q = P_a * z
+            P = U.to(torch.complex128).conj() * torch.sqrt(q).to(torch.complex128)[..., None, :]
+            return normalise_power(P, P_max)
+
+        theta = equal_phases(stats)
+        if case == 1:
+            P = design_for("exact_I")
+            return Design(P, theta.expand(*P.shape[:-2], stats.L))
+        if case == 2:
+            if not stats.has_eve:
+                raise ValueError("exact_design case=2 needs Eve's statistics in stats")
+            P1, P2 = design_for("exact_R1"), design_for("exact_R2")
+            theta = theta.expand(*P1.shape[:-2], stats.L)
+            better1 = skr_case2(P1, theta, stats) >= skr_case2(P2, theta, stats)
+            return Design(torch.where(better1[..., None, None], P1, P2), theta)
+        raise ValueError(f"case must be 1 or 2, got {case!r}")
+
+
 # --------------------------------------------------------------------------------------------
 # Per-instance optimum (the ceiling for learned designs)
 # --------------------------------------------------------------------------------------------
@@ -756,21 +842,40 @@ def optimum(
     *,
     generator: torch.Generator,
     restarts: int = 4,
-    steps: int = 300,
-    lr: float = 0.05,
+    steps: int = 200,
+    lr: float = 0.01,
 ) -> OptimumResult:
     """Per-instance projected gradient ascent on the exact SKR over (P, theta), float64.
 
-    Restarts: water-filling, identity/equal-phase, and ``restarts - 2`` random designs (drawn from
-    ``generator``). Each step is an Adam step on (P, theta) followed by the projection onto the
-    feasible set (Tr(P P^H) = P_max, |theta_l| = 1); the best iterate per draw is kept, so the
-    result is never below the water-filling or identity designs. Batched over draws.
+    Restarts: the exact-objective water-filling (:func:`exact_design`), water-filling,
+    identity/equal-phase, and ``restarts - 3`` random designs (drawn from ``generator``). Each step
+    is an Adam step on (P, theta) followed by the projection onto the feasible set
+    (Tr(P P^H) = P_max, |theta_l| = 1); the best iterate per draw is kept, so the result is never
+    below any starting design. Batched over draws.
     """
-    if restarts < 2:
-        raise ValueError(f"restarts must be >= 2 (water-filling and identity starts), got {restarts}")
+    if restarts < 3:
+        raise ValueError(f"restarts must be >= 3 (exact, water-filling and identity starts), got {restarts}")
+    with torch.inference_mode(False), torch.enable_grad():
+        stats, P_max = _autograd_ready(stats, P_max)
+        return _optimum(stats, P_max, case, generator, restarts, steps, lr)
+
+
+def _optimum(stats, P_max, case, generator, restarts, steps, lr) -> OptimumResult:
     P_max = _check_pmax(P_max, stats)
-    inits = [water_filling_design(stats, P_max, case), identity_design(stats, P_max)]
-    inits += [random_design(stats, P_max, generator) for _ in range(restarts - 2)]
+    inits = [exact_design(stats, P_max, case), water_filling_design(stats, P_max, case),
+             identity_design(stats, P_max)]
+    inits += [random_design(stats, P_max, generator) for _ in range(restarts - 3)]
+    return _optimum_from(stats, P_max, case, inits, steps, lr)
+
+
+def _optimum_from(stats: IRSStats, P_max, case: int, inits: list[Design], steps: int, lr: float) -> OptimumResult:
+    """Projected gradient ascent from the given starting designs; best iterate per draw."""
+    with torch.inference_mode(False), torch.enable_grad():
+        stats, P_max = _autograd_ready(stats, P_max)
+        return _ascend(stats, P_max, case, inits, steps, lr)
+
+
+def _ascend(stats, P_max, case, inits, steps, lr) -> OptimumResult:
     shape = torch.broadcast_shapes(*[d.P.shape[:-2] for d in inits])
     scale = torch.sqrt(P_max).expand(shape)[None, ..., None, None]
     P0 = torch.stack([d.P.expand(*shape, stats.M, stats.M) for d in inits]) / scale

@@ -69,7 +69,7 @@ def export_pkgnet(net: nn.Module, scenario, path: str | os.PathLike, onnx_path: 
         "torch_version": torch.__version__,
         **(extra_metadata or {}),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".pt2.tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".partial-", suffix=".pt2")
     os.close(fd)
     try:
         torch.export.save(program, tmp, extra_files={METADATA_FILE: json.dumps(meta)})
@@ -78,7 +78,7 @@ def export_pkgnet(net: nn.Module, scenario, path: str | os.PathLike, onnx_path: 
         if os.path.exists(tmp):
             os.remove(tmp)
     if onnx_path is not None:
-        fd, tmp = tempfile.mkstemp(dir=onnx_path.parent, suffix=".onnx.tmp")
+        fd, tmp = tempfile.mkstemp(dir=onnx_path.parent, prefix=".partial-", suffix=".onnx")
         os.close(fd)
         try:
             onnx_program = torch.onnx.export(wrapped, (example,), dynamo=True, input_names=["x"],

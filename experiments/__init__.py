@@ -1,0 +1,1 @@
+"""Paper-reproduction scripts (figures and tables)."""

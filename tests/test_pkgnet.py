@@ -287,3 +287,21 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert math.isfinite(float(cb["best_model_score"]))
     # 200 draws / batch 100 = 2 batches per epoch, one per rank: 1 optimiser step per epoch, 2 epochs
     assert ckpt["epoch"] == 1 and ckpt["global_step"] == 2
+
+
+def test_named_evaluation_sweeps_hold_other_fields_at_the_paper_point():
+    from physics.units import wavelength_m
+
+    dm = ScenarioDataModule(IRSScenario("case2"))
+    dm.setup()
+    b = dm.sweep("P_max_dbm", [10.0, 20.0, 30.0])
+    assert b["P_max_dbm"].tolist() == [10.0, 20.0, 30.0]
+    assert torch.all(b["eta"] == 0.4) and torch.all(b["kappa"] == 1.0)
+    assert torch.equal(b["bob_m"], torch.tensor([[10.0, 10.0, 0.0]] * 3, dtype=torch.float64))
+    # 001 Sec. VII-B: Eve at Bob minus half a wavelength in x
+    lam = float(wavelength_m(2.4e9))
+    assert torch.allclose(b["eve_m"][:, 0], torch.full((3,), 10.0 - lam / 2, dtype=torch.float64))
+    d = dm.sweep("bob_eve_distance_m", [0.01, 0.1])
+    assert torch.allclose((d["bob_m"] - d["eve_m"]).norm(dim=-1), torch.tensor([0.01, 0.1], dtype=torch.float64))
+    with pytest.raises(ValueError, match="unknown sweep field"):
+        dm.sweep("M", [2, 4])

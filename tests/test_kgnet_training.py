@@ -196,17 +196,6 @@ def test_key_metrics_perfect_mapping_gives_zero_ker():
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def kgnet_cli(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HOME", str(tmp_path))  # wandb debug logs under ~/.cache
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    import train
-
-    return train
-
-
 def test_config_directory_holds_the_expected_files():
     assert {p.name for p in CONFIGS} >= {
         "kgnet.yaml",
@@ -219,8 +208,8 @@ def test_config_directory_holds_the_expected_files():
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
-def test_config_fast_dev_run(kgnet_cli, tmp_path, config):
-    cli = kgnet_cli.main(
+def test_config_fast_dev_run(cli_env, tmp_path, config):
+    cli = cli_env.main(
         [
             "fit",
             "--config",
@@ -239,7 +228,7 @@ def test_config_fast_dev_run(kgnet_cli, tmp_path, config):
         assert math.isfinite(float(logged[f"val/{name}"])), name
 
 
-def test_kgnet_config_writes_offline_wandb_run_and_resumable_checkpoint(kgnet_cli, tmp_path):
+def test_kgnet_config_writes_offline_wandb_run_and_resumable_checkpoint(cli_env, tmp_path):
     import wandb
 
     h5 = tmp_path / "indoor.h5"
@@ -251,7 +240,7 @@ def test_kgnet_config_writes_offline_wandb_run_and_resumable_checkpoint(kgnet_cl
         "--data.init_args.synthetic_users=400",
     ]
     try:
-        kgnet_cli.main(["fit", *common, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2"])
+        cli_env.main(["fit", *common, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2"])
     finally:
         wandb.finish()
     runs = glob.glob(str(tmp_path / "runs/kgnet/wandb/offline-run-*/run-*.wandb"))
@@ -262,7 +251,7 @@ def test_kgnet_config_writes_offline_wandb_run_and_resumable_checkpoint(kgnet_cl
     ckpt = torch.load(last[0], weights_only=True)
     assert ckpt["hyper_parameters"]["net"]["class_path"] == "models.kgnet.KGNet"
     try:
-        cli = kgnet_cli.main(["test", *common, f"--ckpt_path={last[0]}"])
+        cli = cli_env.main(["test", *common, f"--ckpt_path={last[0]}"])
     finally:
         wandb.finish()
     assert math.isfinite(float(cli.trainer.callback_metrics["test/nmse"]))

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from physics.scenarios import Batch, Scenario, generator_for
 
-_STREAM = {"train": 1, "val": 2, "test": 3, "baseline": 4, "optimum": 5}
+_STREAM = {"train": 1, "val": 2, "test": 3}  # generator streams (callbacks/baselines.py uses 4, 5)
 
 
 def _chunks(batch: Batch, size: int) -> list[Batch]:

@@ -83,6 +83,9 @@ class PKGNetModule(pl.LightningModule):
         lr_scheduler: LRSchedulerCallable | None = None,
     ):
         super().__init__()
+        # No save_hyperparameters(): the scenario, net and loss are objects, and LightningCLI reloads
+        # checkpoint hyperparameters with weights_only=True. The YAML config is the record of a run;
+        # on_save_checkpoint stores the scenario description so a checkpoint cannot load into another.
         self.scenario = scenario
         low, high = scenario.feature_bounds()
         if not net.built:

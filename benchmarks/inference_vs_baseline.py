@@ -58,7 +58,7 @@ def main() -> None:
             x = sc.features(draws).float()
             stats, P_max = sc.stats(draws), sc.P_max_w(draws)
             with torch.no_grad():
-                t_net = median_time(lambda x=x: model(x), args.repeats)
+                t_net = median_time(lambda x=x, model=model: model(x), args.repeats)
                 t_wf = median_time(lambda s=stats, p=P_max: irs.water_filling(s, p), max(3, args.repeats // 2))
             print(f"{M:>2} {batch:>6} {1e3 * t_net / batch:>16.4f} {1e3 * t_wf / batch:>22.4f} {t_wf / t_net:>7.0f}x")
     tmp.cleanup()

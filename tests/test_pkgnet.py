@@ -305,3 +305,22 @@ def test_named_evaluation_sweeps_hold_other_fields_at_the_paper_point():
     assert torch.allclose((d["bob_m"] - d["eve_m"]).norm(dim=-1), torch.tensor([0.01, 0.1], dtype=torch.float64))
     with pytest.raises(ValueError, match="unknown sweep field"):
         dm.sweep("M", [2, 4])
+
+
+def test_onnx_export_matches_the_net(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from models.export import export_pkgnet
+
+    torch.manual_seed(0)
+    sc = IRSScenario("case2", M=3, L_H=2, L_V=2)
+    net = PKGNet([32, 32]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space()).eval()
+    export_pkgnet(net, sc, tmp_path / "m.pt2", tmp_path / "m.onnx")
+    x = sc.features(sc.sample(9, generator_for(4))).float()
+    P, theta = ort.InferenceSession(str(tmp_path / "m.onnx")).run(["P", "theta"], {"x": x.numpy()})
+    with torch.no_grad():
+        ref = net(x)
+    # float32 through two runtimes: agreement to a few float32 ulps of O(sqrt(P_max)) entries
+    assert P.shape == (9, 3, 3, 2) and theta.shape == (9, 4, 2)
+    assert torch.allclose(torch.from_numpy(P), ref["P"], rtol=1e-5, atol=1e-6)
+    assert torch.allclose(torch.from_numpy(theta), ref["theta"], rtol=1e-5, atol=1e-6)

@@ -619,10 +619,12 @@ def waterfill_allocation(
     (001 (48a)). Stationarity: lam_i phi'(lam_i z_i) = mu on every active subchannel. phi is
     sigmoidal in q (for (46): phi'(q) = a b q (2 + c q) / ((1+aq)(1+bq)(1+cq)), zero at q = 0 and
     unimodal), so each active subchannel sits on the decreasing branch of its marginal gain and
-    the multiplier mu is found by bisection for each candidate active set. By an exchange
-    argument (phi is increasing, so a stronger eigen-channel never deserves less), the active set
-    is the k strongest channels; all k = 1..M are solved and the best is kept. A Newton polish on
-    the KKT system follows the bisection. Returns z ``[..., M]``.
+    the multiplier mu (which may be negative) is found by bisection for each candidate active set.
+    The candidates are the k strongest channels, k = 1..M, and the best is kept. For (46) this is
+    exact by an exchange argument (phi is increasing in q, so a stronger eigen-channel never
+    deserves less); for the Case 2 objectives (49)-(50), which need not be increasing, it is a
+    restriction that tests/test_irs_physics.py checks against a brute-force simplex grid at M = 3.
+    A Newton polish on the KKT system follows the bisection. Returns z ``[..., M]``.
     """
     M = lam.shape[-1]
     dtype = lam.dtype

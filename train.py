@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
-import torch
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
@@ -34,23 +32,24 @@ class PhykeyTrainer(Trainer):
             out: output ``.pt2`` path; its folder must exist.
             onnx: optional ``.onnx`` path (needs the ``onnxscript`` package).
         """
+        from models.checkpoints import check_record, load_checkpoint
         from models.export import check_export_path, export_pkgnet
-        from models.pkgnet import check_checkpoint_scenario
 
         if not hasattr(model, "scenario") or not hasattr(model, "net"):
             raise ValueError(f"export supports PKG-Net modules; {type(model).__name__} has no scenario/net")
-        if ckpt_path is None or not Path(ckpt_path).is_file():
-            raise ValueError(f"--ckpt_path must name an existing checkpoint file, got {ckpt_path!r}")
+        if ckpt_path is None:
+            raise ValueError("export needs --ckpt_path: the checkpoint written by fit")
         check_export_path(out, ".pt2")
         if onnx is not None:
             check_export_path(onnx, ".onnx")
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        check_checkpoint_scenario(ckpt, model.scenario, model.net)
+        ckpt = load_checkpoint(ckpt_path)
+        check_record(ckpt, model.checkpoint_record(), ckpt_path)
         model.load_state_dict(ckpt["state_dict"])
         meta = export_pkgnet(model.net, model.scenario, out, onnx,
                              extra_metadata={"checkpoint": str(ckpt_path), "epoch": ckpt.get("epoch")})
-        print(f"exported {out}" + (f" and {onnx}" if onnx else "") + f" ({meta['scenario']}, M={meta['M']}, "
-              f"L={meta['L']}, features {meta['input']['feature_names']})")
+        shapes = ", ".join(f"{k} {['n', *v]}" for k, v in meta["outputs"].items())
+        print(f"exported {out}" + (f" and {onnx}" if onnx else "") + f" ({meta['scenario']}: input x [n, "
+              f"{len(meta['feature_names'])}] {meta['feature_names']}; outputs {shapes})")
         return meta
 
 
@@ -74,6 +73,29 @@ class PhykeyCLI(LightningCLI):
 
     def export(self, model: LightningModule, datamodule: LightningDataModule | None = None, **kwargs) -> dict:
         return self.trainer.export(model, datamodule, **kwargs)
+
+    # -- checkpoints: the config is the record of a run; a checkpoint must match it -------------
+    def _parse_ckpt_path(self) -> None:
+        """Read ``--ckpt_path`` safely (``weights_only=True``) but, unlike LightningCLI, never let the
+        checkpoint's stored hyper-parameters replace the config's model: a mismatch is refused in
+        :meth:`after_instantiate_classes`, before anything runs."""
+        self._ckpt = None
+        sub = self.config.get("subcommand")
+        if not sub:
+            return
+        ckpt_path = self.config[sub].get("ckpt_path")
+        if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry"):
+            from models.checkpoints import load_checkpoint
+
+            self._ckpt = (ckpt_path, load_checkpoint(ckpt_path))
+
+    def after_instantiate_classes(self) -> None:
+        super().after_instantiate_classes()
+        if getattr(self, "_ckpt", None) is not None and hasattr(self.model, "checkpoint_record"):
+            from models.checkpoints import check_record
+
+            path, ckpt = self._ckpt
+            check_record(ckpt, self.model.checkpoint_record(), path)
 
 
 def main(args: Sequence[str] | None = None, run: bool = True) -> PhykeyCLI:

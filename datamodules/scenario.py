@@ -4,18 +4,18 @@ Training: a fresh set of draws every epoch (001 Sec. VII-A: 1000 draws per epoch
 draws of epoch e, batch i come from a generator seeded by (seed, "train", e, i), so they depend on
 the epoch number only: an interrupted run resumed from a checkpoint sees exactly the draws an
 uninterrupted run would, and DDP ranks share one stream (each rank takes its share of batch indices).
-Validation and test: fixed seeded sets. Batches are ``dict[str, Tensor]`` of physical statistics.
+Validation and test: fixed seeded sets, each batch carrying its draws' global indices
+(``draw_index``), served as an iterable dataset that gives each DDP rank its own batches (no
+padding duplicates). Batches are ``dict[str, Tensor]`` of physical statistics.
 """
 
 from __future__ import annotations
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from physics.scenarios import Batch, Scenario, generator_for
-
-_STREAM = {"train": 1, "val": 2, "test": 3}  # generator streams (callbacks/baselines.py uses 4, 5)
+from physics.scenarios import INDEX_KEY, STREAMS, Batch, Scenario, check_positive_int, generator_for
 
 
 def _chunks(batch: Batch, size: int) -> list[Batch]:
@@ -23,15 +23,19 @@ def _chunks(batch: Batch, size: int) -> list[Batch]:
     return [{k: v[i:i + size] for k, v in batch.items()} for i in range(0, n, size)]
 
 
-class _FixedBatches(Dataset):
-    def __init__(self, batches: list[Batch]):
-        self.batches = batches
+class _RankBatches(IterableDataset):
+    """The fixed evaluation batches of this DDP rank: batch i goes to rank i mod world size.
 
-    def __len__(self) -> int:
-        return len(self.batches)
+    An iterable dataset keeps Lightning from wrapping it in a DistributedSampler, which would pad
+    the last rank with repeated batches and count their draws twice."""
 
-    def __getitem__(self, i: int) -> Batch:
-        return self.batches[i]
+    def __init__(self, batches: list[Batch], dm: ScenarioDataModule):
+        self.batches, self.dm = batches, dm
+
+    def __iter__(self):
+        trainer = self.dm.trainer
+        rank, world = getattr(trainer, "global_rank", 0), getattr(trainer, "world_size", 1)
+        yield from self.batches[rank::world]
 
 
 class _EpochDraws(Dataset):
@@ -46,7 +50,7 @@ class _EpochDraws(Dataset):
     def __getitem__(self, i: int) -> Batch:
         dm = self.dm
         epoch = dm.trainer.current_epoch if dm.trainer is not None else 0
-        g = generator_for(dm.seed, _STREAM["train"], epoch, i)
+        g = generator_for(dm.seed, STREAMS["train"], epoch, i)
         size = min(dm.batch_size, dm.train_draws_per_epoch - i * dm.batch_size)
         return dm.scenario.sample(size, g)
 
@@ -70,12 +74,10 @@ class ScenarioDataModule(pl.LightningDataModule):
     ):
         super().__init__()
         for name, v in (("train_draws_per_epoch", train_draws_per_epoch), ("val_draws", val_draws),
-                        ("test_draws", test_draws)):
-            if int(v) != v or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        for name, v in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if int(v) != v or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+                        ("test_draws", test_draws), ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            check_positive_int(name, v)
+        if isinstance(seed, bool) or int(seed) != seed or seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
         self.scenario = scenario
         self.train_draws_per_epoch = int(train_draws_per_epoch)
         self.batch_size = int(batch_size)
@@ -96,42 +98,36 @@ class ScenarioDataModule(pl.LightningDataModule):
             if self.scenario is None:
                 raise ValueError("ScenarioDataModule needs a scenario (its own or the LightningModule's)")
         if self._val is None:
-            self._val = _chunks(self.fixed_set("val"), self.eval_batch_size)
-            self._test = _chunks(self.fixed_set("test"), self.eval_batch_size)
+            self._val = _chunks(self.fixed_set("val", with_index=True), self.eval_batch_size)
+            self._test = _chunks(self.fixed_set("test", with_index=True), self.eval_batch_size)
 
-    def fixed_set(self, split: str) -> Batch:
-        """The seeded validation or test draws as one batch."""
+    def fixed_set(self, split: str, with_index: bool = False) -> Batch:
+        """The seeded validation or test draws as one batch (``with_index``: plus ``draw_index``)."""
+        if split not in ("val", "test"):
+            raise ValueError(f"split must be 'val' or 'test', got {split!r}")
         n = {"val": self.val_draws, "test": self.test_draws}[split]
-        return self.scenario.sample(n, generator_for(self.seed, _STREAM[split]))
+        batch = self.scenario.sample(n, generator_for(self.seed, STREAMS[split]))
+        if with_index:
+            batch[INDEX_KEY] = torch.arange(n, dtype=torch.int64)
+        return batch
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(_EpochDraws(self), batch_size=None, shuffle=False)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(_FixedBatches(self._val), batch_size=None, shuffle=False)
+        return DataLoader(_RankBatches(self._val, self), batch_size=None)
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(_FixedBatches(self._test), batch_size=None, shuffle=False)
+        return DataLoader(_RankBatches(self._test, self), batch_size=None)
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
 
     # -- named evaluation sets for the paper figures ---------------------------------------
     def sweep(self, field: str, values, **fixed) -> Batch:
-        """One draw per value of ``field`` at the paper's evaluation point (Bob (10,10,0), Eve at Bob
-        minus half a wavelength in x, P_max 25 dBm, eta 0.4, kappa 1), other fields from ``fixed``.
-
-        ``field`` in {"P_max_dbm", "eta", "kappa", "bob_eve_distance_m"}; M and L sweeps need a
-        scenario per value (``IRSScenario.with_dims``) and a net trained for it.
-        """
+        """One draw per value of ``field`` at the scenario's evaluation point (``Scenario.point``),
+        the other fields from ``fixed``; which fields exist is the scenario's to say."""
         values = torch.as_tensor(values, dtype=torch.float64)
-        n = values.shape[0]
-        if field == "bob_eve_distance_m":
-            batch = self.scenario.point(n, **fixed)
-            eve = batch["bob_m"].clone()
-            eve[:, 0] -= values
-            batch["eve_m"] = eve
-            return batch
-        if field not in ("P_max_dbm", "eta", "kappa"):
-            raise ValueError(f"unknown sweep field {field!r}; allowed: P_max_dbm, eta, kappa, bob_eve_distance_m")
-        return self.scenario.point(n, **{field: values, **fixed})
+        if values.ndim != 1 or values.numel() < 1:
+            raise ValueError(f"sweep values must be a non-empty 1-D sequence, got shape {tuple(values.shape)}")
+        return self.scenario.point(values.shape[0], **{field: values, **fixed})

@@ -31,7 +31,8 @@ import torch  # noqa: E402
 from lightning.pytorch.callbacks import EarlyStopping  # noqa: E402
 
 from datamodules.scenario import ScenarioDataModule  # noqa: E402
-from models.pkgnet import PKGNet, PKGNetModule, check_checkpoint_scenario  # noqa: E402
+from models.checkpoints import check_record, load_checkpoint  # noqa: E402
+from models.pkgnet import PKGNet, PKGNetModule  # noqa: E402
 from physics import irs  # noqa: E402
 from physics.correlation import bob_eve_correlation  # noqa: E402
 from physics.scenarios import IRSScenario, design_to_real, generator_for  # noqa: E402
@@ -67,8 +68,8 @@ class Runner:
         pl.seed_everything(self.seed, verbose=False)
         module = PKGNetModule(sc, PKGNet(self.hidden))
         if path.is_file():
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-            check_checkpoint_scenario(ckpt, sc, module.net)
+            ckpt = load_checkpoint(path)
+            check_record(ckpt, module.checkpoint_record(), path)
             module.load_state_dict(ckpt["state_dict"])
             return module.eval()
         dm = ScenarioDataModule(sc, train_draws_per_epoch=1000, batch_size=100, val_draws=500, test_draws=100,

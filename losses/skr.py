@@ -5,9 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from physics.scenarios import total_skr
+
 
 class NegativeMeanSKR(nn.Module):
-    """L = -(1/K) sum_k R_k: minus the mean secret key rate (bits) of the scenario's objective.
+    """L = -(1/K) sum_k R_k: minus the mean over draws k of the scenario's secret key rate (bits);
+    for a multi-user scenario (``skr`` of shape ``[n, K_users]``) R_k is the sum over users.
 
     The objective is evaluated by ``scenario.skr`` in float64 whatever the network's precision
     (DESIGN.md section 5; the float32 path agrees to 1e-3 relative, tested in tests/test_irs_physics.py,
@@ -16,4 +19,4 @@ class NegativeMeanSKR(nn.Module):
 
     def forward(self, scenario, batch: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> torch.Tensor:
         skr = scenario.skr(batch, {k: v.to(torch.float64) for k, v in outputs.items()})
-        return -skr.mean()
+        return -total_skr(skr).mean()

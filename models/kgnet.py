@@ -23,7 +23,6 @@ flattened 8 x 60 = 480 values feed the 512-wide layer (480 x 512 + 512 = 246,272
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Sequence
 
 import torch
@@ -32,6 +31,8 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
 from losses.mse import MSELoss
+from models.checkpoints import RECORD_KEY, check_record
+from models.hparams import save_plain_hyperparameters
 from models.metrics import NMSE
 
 __all__ = [
@@ -211,19 +212,6 @@ def inference_time_s(net: nn.Module, in_dim: int, batch: int = 1, repeats: int =
     return times[len(times) // 2]
 
 
-_PLAIN = (int, float, str, bool, type(None))
-
-
-def _is_plain(value: object) -> bool:
-    if isinstance(value, _PLAIN):
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(_is_plain(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
-    return False
-
-
 class KGNetModule(LightningModule):
     """Trains a band-feature map ``x1 -> x2`` (KGNet or a benchmark net) on ``(x1, x2)`` batches.
 
@@ -248,11 +236,7 @@ class KGNetModule(LightningModule):
         scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__()
-        with warnings.catch_warnings():  # "net is an nn.Module ..." when built in Python: dropped below
-            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
-            self.save_hyperparameters()
-        dropped = [k for k, v in self.hparams.items() if not k.startswith("_") and not _is_plain(v)]
-        self.remove_ignored_hparams(dropped)
+        save_plain_hyperparameters(self)
         self.net = net
         self.loss_fn = loss if loss is not None else MSELoss()
         self.optimizer_factory = optimizer
@@ -260,6 +244,18 @@ class KGNetModule(LightningModule):
         self.train_nmse = NMSE()
         self.val_nmse = NMSE()
         self.test_nmse = NMSE()
+
+    def checkpoint_record(self) -> dict:
+        """Plain-type record stored in checkpoints (see :mod:`models.checkpoints`): the net's class and
+        every parameter's shape, so an FNN config never loads an Advanced-FNN of the same size."""
+        return {"family": "kgnet", "net": type(self.net).__name__,
+                "shapes": {k: list(v.shape) for k, v in self.net.state_dict().items()}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[RECORD_KEY] = self.checkpoint_record()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        check_record(checkpoint, self.checkpoint_record())
 
     def forward(self, x1: Tensor) -> Tensor:
         return self.net(x1)

@@ -14,9 +14,12 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
+from torchmetrics import MeanMetric
 
 from losses.skr import NegativeMeanSKR
-from physics.scenarios import Scenario
+from models.checkpoints import RECORD_KEY, check_record
+from models.hparams import save_plain_hyperparameters
+from physics.scenarios import Scenario, check_description, strip_index, total_skr
 
 
 class PKGNet(nn.Module):
@@ -70,8 +73,14 @@ class PKGNet(nn.Module):
 class PKGNetModule(pl.LightningModule):
     """Unsupervised training of PKG-Net on any scenario (loss, net, optimiser injected from YAML).
 
-    Logs ``{stage}/loss`` and ``{stage}/skr_bits``; ``validation_step``/``test_step`` return the
-    per-draw SKR so callbacks (baselines) compare on the same draws.
+    Logs ``{stage}/loss`` and ``{stage}/skr_bits`` (for a multi-user scenario, the sum over users);
+    ``validation_step``/``test_step`` return the per-draw SKR (``[n]`` or ``[n, K]``) so callbacks
+    (baselines) compare on the same draws. Validation/test means are ``MeanMetric``s weighted by the
+    number of draws, so DDP reports the mean over all draws, not a mean of per-rank means.
+
+    Hyper-parameters are stored as plain types (the YAML's ``class_path``/``init_args`` under
+    LightningCLI), so ``PKGNetModule.load_from_checkpoint(path)`` rebuilds the module; the scenario's
+    description is stored too, so a checkpoint never loads into another scenario or net shape.
     """
 
     def __init__(
@@ -83,9 +92,10 @@ class PKGNetModule(pl.LightningModule):
         lr_scheduler: LRSchedulerCallable | None = None,
     ):
         super().__init__()
-        # No save_hyperparameters(): the scenario, net and loss are objects, and LightningCLI reloads
-        # checkpoint hyperparameters with weights_only=True. The YAML config is the record of a run;
-        # on_save_checkpoint stores the scenario description so a checkpoint cannot load into another.
+        save_plain_hyperparameters(self)
+        if not isinstance(scenario, Scenario):
+            raise ValueError(f"scenario must be a physics.scenarios.Scenario, got {type(scenario).__name__}")
+        check_description(scenario.describe(), type(scenario).__name__)
         self.scenario = scenario
         low, high = scenario.feature_bounds()
         if not net.built:
@@ -94,26 +104,31 @@ class PKGNetModule(pl.LightningModule):
         self.loss_fn = loss if loss is not None else NegativeMeanSKR()
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
+        self.eval_loss = nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
+        self.eval_skr = nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.net(x)
 
     def design(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        x = self.scenario.features(batch).to(self.dtype)
+        x = self.scenario.features(strip_index(batch)).to(self.dtype)
         return self.net(x)
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str):
+        batch = strip_index(batch)
         outputs = self.design(batch)
         loss = self.loss_fn(self.scenario, batch, outputs)
         n = next(iter(batch.values())).shape[0]
-        sync = stage != "train"
-        self.log(f"{stage}/loss", loss.float(), prog_bar=sync, batch_size=n, sync_dist=sync)
         if stage == "train":
+            self.log("train/loss", loss.float(), batch_size=n)
             self.log("train/skr_bits", -loss.float(), prog_bar=True, batch_size=n)
             return loss
         # evaluation: the per-draw SKR (float64) for the mean and for callbacks comparing baselines
         skr = self.scenario.skr(batch, {k: v.detach().to(torch.float64) for k, v in outputs.items()})
-        self.log(f"{stage}/skr_bits", skr.mean().float(), prog_bar=True, batch_size=n, sync_dist=sync)
+        self.eval_loss[stage].update(loss.detach().double(), weight=n)
+        self.eval_skr[stage].update(total_skr(skr).double())
+        self.log(f"{stage}/loss", self.eval_loss[stage], prog_bar=True, batch_size=n)
+        self.log(f"{stage}/skr_bits", self.eval_skr[stage], prog_bar=True, batch_size=n)
         return {"loss": loss, "skr": skr}
 
     def training_step(self, batch, batch_idx):
@@ -126,6 +141,7 @@ class PKGNetModule(pl.LightningModule):
         return self._step(batch, "test")
 
     def predict_step(self, batch, batch_idx):
+        batch = strip_index(batch)
         out = self.design(batch)
         out["skr_bits"] = self.scenario.skr(batch, out)
         return out
@@ -136,23 +152,14 @@ class PKGNetModule(pl.LightningModule):
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": self.lr_scheduler_factory(opt), "monitor": "val/loss"}}
 
-    # -- checkpoint guard: a checkpoint only loads into the scenario it was trained on -----------
+    # -- checkpoint guard: a checkpoint only loads into the scenario and net it was trained as ------
+    def checkpoint_record(self) -> dict[str, Any]:
+        """Plain-type record stored in checkpoints (see :mod:`models.checkpoints`)."""
+        return {"family": "pkgnet", "net": type(self.net).__name__, "hidden": list(self.net.hidden),
+                "activation": self.net.activation, "scenario": self.scenario.describe()}
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["phykey"] = {"scenario": self.scenario.describe(), "hidden": self.net.hidden}
+        checkpoint[RECORD_KEY] = self.checkpoint_record()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        check_checkpoint_scenario(checkpoint, self.scenario, self.net)
-
-
-def check_checkpoint_scenario(checkpoint: dict[str, Any], scenario: Scenario, net: PKGNet) -> None:
-    """Raise ValueError when a checkpoint was trained on another scenario or net shape."""
-    saved = checkpoint.get("phykey")
-    if saved is None:
-        raise ValueError("checkpoint has no phykey scenario record: it was not written by PKGNetModule")
-    here = scenario.describe()
-    if saved["scenario"] != here:
-        diff = {k: (saved["scenario"].get(k), here.get(k)) for k in set(saved["scenario"]) | set(here)
-                if saved["scenario"].get(k) != here.get(k)}
-        raise ValueError(f"checkpoint was trained on another scenario; (checkpoint, config) differ in {diff}")
-    if list(saved["hidden"]) != list(net.hidden):
-        raise ValueError(f"checkpoint net has hidden={saved['hidden']}, config has hidden={net.hidden}")
+        check_record(checkpoint, self.checkpoint_record())

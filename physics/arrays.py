@@ -23,25 +23,28 @@ def bs_correlation(eta, num_antennas: int) -> torch.Tensor:
     return torch.pow(eta[..., None, None], dist)
 
 
-def irs_element_positions(L_H: int, L_V: int, spacing_wavelengths: float = 0.5) -> torch.Tensor:
+def irs_element_positions(L_H: int, L_V: int, spacing_wavelengths: float = 0.5, *, device=None,
+                          dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Element positions in wavelengths, 001 Sec. II-B: u_n = [0, y_n Delta, z_n Delta],
-    y_n = mod(n-1, L_H), z_n = floor((n-1)/L_H). Returns ``[L, 3]`` float64."""
+    y_n = mod(n-1, L_H), z_n = floor((n-1)/L_H). Returns ``[L, 3]`` on ``device`` in ``dtype``."""
     if int(L_H) < 1 or int(L_V) < 1:
         raise ValueError(f"L_H and L_V must be >= 1, got L_H={L_H}, L_V={L_V}")
     if not spacing_wavelengths > 0:
         raise ValueError(f"spacing_wavelengths must be > 0, got {spacing_wavelengths}")
-    n = torch.arange(L_H * L_V, dtype=torch.float64)
+    n = torch.arange(L_H * L_V, dtype=dtype, device=device)
     y = torch.remainder(n, L_H)
     z = torch.div(n, L_H, rounding_mode="floor")
     return torch.stack([torch.zeros_like(n), y, z], dim=-1) * spacing_wavelengths
 
 
-def irs_correlation(L_H: int, L_V: int, spacing_wavelengths: float = 0.5) -> torch.Tensor:
+def irs_correlation(L_H: int, L_V: int, spacing_wavelengths: float = 0.5, *, device=None,
+                    dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Isotropic-scattering IRS correlation, 001 (8): sin(2 pi d/lambda) / (2 pi d/lambda).
 
-    Only the element spacing in wavelengths matters (the carrier cancels). Returns ``[L, L]`` float64.
+    Only the element spacing in wavelengths matters (the carrier cancels). Returns ``[L, L]`` on
+    ``device`` in ``dtype`` (callers pass their inputs' device, so no CPU constant meets a GPU batch).
     """
-    u = irs_element_positions(L_H, L_V, spacing_wavelengths)
+    u = irs_element_positions(L_H, L_V, spacing_wavelengths, device=device, dtype=dtype)
     d_wl = torch.cdist(u, u)  # distance in wavelengths
     # torch.sinc(x) = sin(pi x)/(pi x), so sin(2 pi d)/(2 pi d) = sinc(2 d).
     return torch.sinc(2.0 * d_wl)

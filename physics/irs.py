@@ -41,6 +41,7 @@ import torch
 
 from physics.arrays import bs_correlation, irs_correlation
 from physics.correlation import bob_eve_correlation
+from physics.optim import projected_ascent, waterfill_allocation
 from physics.units import as_float64, dbm_to_w, noise_power_w, path_loss_linear
 
 LN2 = math.log(2.0)
@@ -131,21 +132,6 @@ class IRSStats:
 
     def to(self, device) -> IRSStats:
         return self.map(lambda t: t.to(device))
-
-    def expand(self) -> IRSStats:
-        """Every field materialised to the full batch shape (so it can be indexed or sliced)."""
-        b = self.batch_shape
-
-        def _exp(name: str, t: torch.Tensor) -> torch.Tensor:
-            tail = t.shape[-2:] if name in ("R_B", "R_I") else ()
-            return t.expand(*b, *tail).contiguous()
-
-        return replace(self, **{f.name: _exp(f.name, getattr(self, f.name)) for f in fields(self)
-                                if getattr(self, f.name) is not None})
-
-    def __getitem__(self, index) -> IRSStats:
-        """Index the (expanded) batch dimensions, e.g. ``stats[:16]``."""
-        return self.expand().map(lambda t: t[index])
 
     def without_eve(self) -> IRSStats:
         return replace(self, beta_h_eve=None, beta_f_eve=None, rho=None)
@@ -271,16 +257,18 @@ def irs_stats_from_geometry(
     if not torch.all(torch.isfinite(P_b)) or torch.any(P_b <= 0):
         raise ValueError(f"P_b_w must be finite and > 0, got min {P_b.min().item()}")
     g = geometry
-    bs_irs = _distance(as_float64(g.bs_m), g.irs_m)
+    dev = bob.device  # every constant below is built on the batch's device
+    kappa, P_b = kappa.to(dev), P_b.to(dev)
+    bs_irs = _distance(as_float64(g.bs_m).to(dev), g.irs_m)
     stats = dict(
-        R_B=bs_correlation(eta, M),
-        R_I=irs_correlation(L_H, L_V, g.spacing_wavelengths),
+        R_B=bs_correlation(as_float64(eta).to(dev), M),
+        R_I=irs_correlation(L_H, L_V, g.spacing_wavelengths, device=dev),
         beta_h=path_loss_linear(_distance(bob, g.bs_m), g.beta0_direct_db, g.exponent_direct),
         beta_G=path_loss_linear(bs_irs, g.beta0_reflect_db, g.exponent_reflect),
         beta_f=path_loss_linear(_distance(bob, g.irs_m), g.beta0_reflect_db, g.exponent_reflect),
         kappa=kappa,
         P_b=P_b,
-        noise_power=g.noise_power_w(),
+        noise_power=g.noise_power_w().to(dev),
     )
     if eve_m is not None:
         eve = as_float64(eve_m)
@@ -599,104 +587,6 @@ def _per_channel_objective(case_objective: str, q: torch.Tensor, c: dict[str, to
     return torch.log1p(a * q) + torch.log1p((b + e) * q + c["w2"] * q * q) - torch.log1p(e * q) + base
 
 
-def _objective_derivatives(phi, q: torch.Tensor):
-    """Elementwise d/dq and d^2/dq^2 of an elementwise function by autograd."""
-    with torch.enable_grad():
-        q = q.detach().requires_grad_(True)
-        y = phi(q)
-        (d1,) = torch.autograd.grad(y.sum(), q, create_graph=True)
-        (d2,) = torch.autograd.grad(d1.sum(), q)
-    return d1.detach(), d2.detach()
-
-
-def waterfill_allocation(
-    lam: torch.Tensor, phi, total: float, grid_points: int = 1025, bisection_steps: int = 60,
-    newton_steps: int = 6,
-) -> torch.Tensor:
-    """Maximise sum_i phi(lam_i z_i) s.t. sum_i z_i = total, z >= 0, by the KKT conditions.
-
-    lam ``[..., M]`` (descending) are the eigenvalues p_{B,i} of R_B, z_i = p_i^2 / p_{B,i}
-    (001 (48a)). Stationarity: lam_i phi'(lam_i z_i) = mu on every active subchannel. phi is
-    sigmoidal in q (for (46): phi'(q) = a b q (2 + c q) / ((1+aq)(1+bq)(1+cq)), zero at q = 0 and
-    unimodal), so each active subchannel sits on the decreasing branch of its marginal gain and
-    the multiplier mu (which may be negative) is found by bisection for each candidate active set.
-    The candidates are the k strongest channels, k = 1..M, and the best is kept. For (46) this is
-    exact by an exchange argument (phi is increasing in q, so a stronger eigen-channel never
-    deserves less); for the Case 2 objectives (49)-(50), which need not be increasing, it is a
-    restriction that tests/test_irs_physics.py checks against a brute-force simplex grid at M = 3.
-    A Newton polish on the KKT system follows the bisection. Returns z ``[..., M]``.
-    """
-    M = lam.shape[-1]
-    dtype = lam.dtype
-    t = torch.linspace(0.0, 1.0, grid_points, dtype=dtype, device=lam.device)
-    zg = total * t * t  # denser near 0 where the sigmoid bends
-    # Grid as the leading dimension so phi's constants ([..., M]) broadcast unchanged.
-    q = lam * zg.reshape(-1, *([1] * lam.ndim))  # [G, ..., M]
-    d1, _ = _objective_derivatives(phi, q)
-    D = (lam * d1).movedim(0, -1)  # marginal gain dF_i/dz on the grid, [..., M, G]
-    peak = D.argmax(-1, keepdim=True)  # [..., M, 1]
-    gidx = torch.arange(grid_points, device=lam.device)
-    # Decreasing branch made monotone (running minimum), and +inf before the peak.
-    Ddec = torch.where(gidx >= peak, D, torch.full_like(D, float("inf")))
-    Ddec = torch.cummin(Ddec, dim=-1).values
-    Ddec = torch.where(gidx >= peak, Ddec, torch.full_like(D, float("inf")))
-    Dpeak = D.gather(-1, peak).squeeze(-1)  # [..., M]
-    negD = (-Ddec).contiguous()  # ascending: what searchsorted needs, built once
-
-    def z_of_mu(mu: torch.Tensor) -> torch.Tensor:
-        """z_i(mu) on the decreasing branch (linear interpolation of the tabulated inverse)."""
-        query = (-mu)[..., None, None].expand(*Ddec.shape[:-1], 1).contiguous()
-        cnt = torch.searchsorted(negD, query, right=True).squeeze(-1)  # number of grid points with D >= mu
-        j = (cnt - 1).clamp(0, grid_points - 2)
-        d0, d1_ = Ddec.gather(-1, j[..., None]).squeeze(-1), Ddec.gather(-1, (j + 1)[..., None]).squeeze(-1)
-        # grid points are total * t^2 with t = j / (G - 1): no gather needed
-        z0 = total * (j.to(dtype) / (grid_points - 1)) ** 2
-        z1 = total * ((j + 1).to(dtype) / (grid_points - 1)) ** 2
-        frac = torch.where(torch.isfinite(d0) & (d0 > d1_), (d0 - mu[..., None]) / (d0 - d1_),
-                           torch.zeros_like(d0)).clamp(0, 1)
-        z = z0 + frac * (z1 - z0)
-        return torch.where(cnt >= grid_points, torch.full_like(z, total), z)
-
-    best_val = torch.full(lam.shape[:-1], -float("inf"), dtype=dtype, device=lam.device)
-    best_z = torch.zeros_like(lam)
-    for k in range(1, M + 1):
-        active = torch.arange(M, device=lam.device) < k
-        mu_hi = torch.where(active, Dpeak, torch.full_like(Dpeak, float("inf"))).amin(-1)
-        # the multiplier may be negative (e.g. Case 2 with Eve close: every extra watt helps Eve
-        # more than Bob), so bracket it below by the smallest marginal gain at z = total
-        d_end = torch.where(active, Ddec[..., -1], torch.full_like(Dpeak, float("inf"))).amin(-1)
-        mu_lo = torch.minimum(d_end, mu_hi) - 1e-9 * (1.0 + d_end.abs())
-        lo, hi = mu_lo, mu_hi
-        for _ in range(bisection_steps):
-            mid = 0.5 * (lo + hi)
-            s = torch.where(active, z_of_mu(mid), torch.zeros_like(lam)).sum(-1)
-            too_much = s > total
-            lo = torch.where(too_much, mid, lo)
-            hi = torch.where(too_much, hi, mid)
-        mu = 0.5 * (lo + hi)
-        z = torch.where(active, z_of_mu(mu), torch.zeros_like(lam))
-        feasible = (z.sum(-1) - total).abs() <= 1e-3 * total
-        # Newton polish of lam_i phi'(lam_i z_i) = mu, sum z_i = total on the active set.
-        for _ in range(newton_steps):
-            g1, g2 = _objective_derivatives(phi, lam * z)
-            F1, F2 = lam * g1, lam * lam * g2
-            F2 = torch.where(active & (F2 < 0), F2, torch.full_like(F2, -1.0))
-            inv = torch.where(active, 1.0 / F2, torch.zeros_like(F2))
-            mu = (total - z.sum(-1) + (inv * F1).sum(-1)) / inv.sum(-1)
-            z_new = torch.where(active, z + (mu[..., None] - F1) * inv, torch.zeros_like(z))
-            ok = torch.all(torch.isfinite(z_new), -1, keepdim=True) & torch.all(z_new >= 0, -1, keepdim=True)
-            z = torch.where(ok, z_new, z)
-        z = torch.where(active, z.clamp_min(0.0), torch.zeros_like(z))
-        z = z * (total / z.sum(-1, keepdim=True).clamp_min(1e-300))
-        val = phi(lam * z).sum(-1)
-        better = feasible & (val > best_val)
-        best_val = torch.where(better, val, best_val)
-        best_z = torch.where(better[..., None], z, best_z)
-    # no feasible KKT point on the decreasing branches (not seen in practice): equal allocation
-    none = ~torch.isfinite(best_val)
-    return torch.where(none[..., None], torch.full_like(best_z, total / M), best_z)
-
-
 def waterfill_objective_constants(stats: IRSStats, P_max) -> dict[str, torch.Tensor]:
     """Noise-normalised constants of (46)/(49)/(50) with equal IRS phases (Corollary 1)."""
     P_max = _check_pmax(P_max, stats)
@@ -878,38 +768,20 @@ def _optimum_from(stats: IRSStats, P_max, case: int, inits: list[Design], steps:
 
 
 def _ascend(stats, P_max, case, inits, steps, lr) -> OptimumResult:
+    """Projected gradient ascent (:func:`physics.optim.projected_ascent`) on (P / sqrt(P_max), theta):
+    the unit-Frobenius-norm precoder and the unit-modulus phases are projected after every step."""
     shape = torch.broadcast_shapes(*[d.P.shape[:-2] for d in inits])
-    scale = torch.sqrt(P_max).expand(shape)[None, ..., None, None]
-    P0 = torch.stack([d.P.expand(*shape, stats.M, stats.M) for d in inits]) / scale
-    th0 = torch.stack([d.theta.expand(*shape, stats.L) for d in inits])
-    Pn = P0.clone().requires_grad_(True)  # unit Frobenius norm parametrisation
-    th = th0.clone().requires_grad_(True)
-    opt = torch.optim.Adam([Pn, th], lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=lr * 0.01)
+    scale = torch.sqrt(P_max).expand(shape)[..., None, None]
+    starts = [{"P": d.P.expand(*shape, stats.M, stats.M) / scale, "theta": d.theta.expand(*shape, stats.L)}
+              for d in inits]
 
-    def evaluate(Pn_, th_):
-        return skr(Pn_ * scale, th_, stats, case)
+    def project(p):
+        return {"P": p["P"] / torch.sqrt((p["P"].abs() ** 2).sum((-1, -2)))[..., None, None],
+                "theta": p["theta"] / p["theta"].abs()}
 
-    with torch.no_grad():
-        best = evaluate(P0, th0)
-    best_P, best_th = P0.clone(), th0.clone()
-    for _ in range(steps):
-        opt.zero_grad()
-        val = evaluate(Pn, th)
-        (-val.sum()).backward()
-        opt.step()
-        sched.step()
-        with torch.no_grad():
-            Pn /= torch.sqrt((Pn.abs() ** 2).sum((-1, -2)))[..., None, None]
-            th /= th.abs()
-            val = evaluate(Pn, th)
-            better = val > best
-            best = torch.where(better, val, best)
-            best_P = torch.where(better[..., None, None], Pn, best_P)
-            best_th = torch.where(better[..., None], th, best_th)
-    idx = best.argmax(0)
-    pick_P = best_P.gather(0, idx[None, ..., None, None].expand(1, *best_P.shape[1:]))[0]
-    pick_th = best_th.gather(0, idx[None, ..., None].expand(1, *best_th.shape[1:]))[0]
-    P_best = (pick_P * scale[0]).detach()
-    theta_best = pick_th.detach()
+    def objective(p):
+        return skr(p["P"] * scale, p["theta"], stats, case)
+
+    best, _ = projected_ascent(objective, project, starts, steps=steps, lr=lr)
+    P_best, theta_best = best["P"] * scale, best["theta"]
     return OptimumResult(P_best, theta_best, skr(P_best, theta_best, stats, case).detach())

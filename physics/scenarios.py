@@ -1,23 +1,33 @@
-"""The scenario contract (DESIGN.md section 3) and the IRS-assisted scenarios of 000/001.
+"""The scenario contract (docs/architecture.md, "Scenario contract") and the IRS scenarios of 000/001.
 
 A scenario is one system model with an SKR objective. PKG-Net is the same LightningModule for every
-scenario; only this object changes. For a batch of ``n`` draws a scenario provides:
+scenario; only this object changes. :class:`Scenario` is an abstract base class: a subclass must
+implement every abstract method below, and ``PKGNetModule``, ``ScenarioDataModule``,
+``BaselineCallback`` and export then serve it unchanged. For a batch of ``n`` draws:
 
 * ``sample(n, generator)`` -> a batch: ``dict[str, Tensor]`` of statistics in physical units
-  (float64, leading dim ``n``);
+  (leading dim ``n``);
 * ``features(batch)`` -> ``[n, d]`` raw physical network inputs, in ``feature_names`` order/units;
+* ``feature_bounds()`` -> low/high of each feature over the training distribution;
 * ``design_space()`` -> an ``nn.Module`` with ``heads`` (raw output sizes) that projects raw network
   outputs onto the feasible set and returns real tensors with real/imaginary parts stacked last
   (exportable: no complex outputs);
-* ``skr(batch, outputs)`` -> ``[n]`` bits, differentiable, float64;
-* ``baselines(batch, generator)`` -> named analytic designs; ``optimum(batch, generator)`` the
-  per-instance ceiling; ``subsets(batch)`` named masks (e.g. hard draws) for reporting.
+* ``skr(batch, outputs)`` -> ``[n]`` bits, or ``[n, K]`` bits per user for a multi-user system
+  (the objective is then the sum over users, :func:`total_skr`), differentiable, float64;
+* ``baselines(batch, generator)`` -> named analytic designs (the names are the scenario's own and
+  are reported as they are); ``optimum(batch, generator, **options)`` the per-instance ceiling
+  (``options`` are the scenario's own solver settings, passed through unchanged from the callback);
+* ``subsets(batch)`` -> named ``[n]`` bool masks for reporting (default: none);
+* ``point(n, **values)`` -> a named evaluation point for figure sweeps (optional);
+* ``describe()`` -> plain JSON types with at least :data:`REQUIRED_DESCRIPTION_KEYS`; stored in
+  checkpoints and export metadata.
 
 No Lightning here: a researcher can use a scenario from a notebook.
 """
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any
 
@@ -29,16 +39,68 @@ from physics import irs
 from physics.units import dbm_to_w, wavelength_m
 
 Batch = dict[str, torch.Tensor]
+Design = dict[str, torch.Tensor]
+
+#: Keys every ``Scenario.describe()`` must return (checked by :func:`check_description`).
+REQUIRED_DESCRIPTION_KEYS = ("scenario", "feature_names", "feature_units", "outputs")
 
 
 def generator_for(*keys: int) -> torch.Generator:
-    """A CPU generator seeded from integer keys (seed, stream, epoch, batch index, ...)."""
+    """A CPU generator seeded from integer keys (seed, stream, epoch, batch index, ...).
+
+    Every seeded stream in phykey derives from here: :data:`STREAMS` names the stream keys.
+    """
     state = np.random.SeedSequence([int(k) for k in keys]).generate_state(2, dtype=np.uint32)
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
+#: Batches served by ``ScenarioDataModule`` for validation/test carry each draw's global index under
+#: this key (``[n]`` int64), so reports are identical across DDP ranks; scenarios never see it.
+INDEX_KEY = "draw_index"
+
+
+def strip_index(batch: Batch) -> Batch:
+    """``batch`` without :data:`INDEX_KEY` (what a scenario is given)."""
+    return {k: v for k, v in batch.items() if k != INDEX_KEY}
+
+
+#: Stream keys passed to :func:`generator_for` after the seed, one per consumer, so no two
+#: consumers ever share draws.
+STREAMS = {"train": 1, "val": 2, "test": 3, "baselines": 4, "optimum": 5}
+
+
+def total_skr(skr_bits: torch.Tensor) -> torch.Tensor:
+    """The objective per draw: ``[n]`` as is, ``[n, K]`` (per user) summed over users -> ``[n]``."""
+    if skr_bits.ndim == 1:
+        return skr_bits
+    if skr_bits.ndim == 2:
+        return skr_bits.sum(-1)
+    raise ValueError(f"a scenario's skr must be [n] or [n, K] (per user), got shape {tuple(skr_bits.shape)}")
+
+
+def check_description(desc: dict[str, Any], scenario_name: str = "scenario") -> dict[str, Any]:
+    """Raise ValueError unless ``desc`` holds the required keys with plain JSON types."""
+    import json
+
+    missing = [k for k in REQUIRED_DESCRIPTION_KEYS if k not in desc]
+    if missing:
+        raise ValueError(f"{scenario_name}.describe() lacks the required keys {missing}")
+    if not isinstance(desc["outputs"], dict) or not desc["outputs"]:
+        raise ValueError(f"{scenario_name}.describe()['outputs'] must map output names to shapes")
+    if len(desc["feature_names"]) != len(desc["feature_units"]):
+        raise ValueError(f"{scenario_name}.describe(): feature_names and feature_units differ in length")
+    try:
+        json.dumps(desc)
+    except TypeError as e:
+        raise ValueError(f"{scenario_name}.describe() must hold plain JSON types only: {e}") from None
+    return desc
+
+
 def _check_range(name: str, lo: float, hi: float, min_allowed: float | None = None,
                  max_allowed: float | None = None, max_inclusive: bool = True) -> None:
+    for v in (lo, hi):
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ValueError(f"{name} range must be two real numbers, got [{lo!r}, {hi!r}]")
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"{name} range must be finite, got [{lo}, {hi}]")
     if lo > hi:
@@ -50,41 +112,83 @@ def _check_range(name: str, lo: float, hi: float, min_allowed: float | None = No
         raise ValueError(f"{name} range must end at {op} {max_allowed}, got {hi}")
 
 
-class Scenario:
-    """Base class of the scenario contract (see module docstring)."""
+def check_positive_int(name: str, value) -> int:
+    """``value`` as an int; ValueError naming it unless it is an integer >= 1 (2.5 and True are refused)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer) or int(value) != value \
+            or int(value) < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def check_real(name: str, value, *, low: float | None = None, high: float | None = None,
+               low_inclusive: bool = True, high_inclusive: bool = True) -> float:
+    """``value`` as a finite float inside the stated bounds; ValueError naming it otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    v = float(value)
+    ok = math.isfinite(v)
+    if ok and low is not None:
+        ok = v >= low if low_inclusive else v > low
+    if ok and high is not None:
+        ok = v <= high if high_inclusive else v < high
+    if not ok:
+        left = "[" if low_inclusive and low is not None else "("
+        right = "]" if high_inclusive and high is not None else ")"
+        interval = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+        raise ValueError(f"{name} must be finite and lie in {interval}, got {value!r}")
+    return v
+
+
+class Scenario(abc.ABC):
+    """Abstract base of the scenario contract (see the module docstring)."""
 
     name: str = "scenario"
     feature_names: tuple[str, ...] = ()
     feature_units: tuple[str, ...] = ()
 
+    @abc.abstractmethod
     def sample(self, n: int, generator: torch.Generator) -> Batch:
-        raise NotImplementedError
+        """``n`` draws of the training distribution, physical units, leading dim ``n``."""
 
+    @abc.abstractmethod
     def features(self, batch: Batch) -> torch.Tensor:
-        raise NotImplementedError
+        """``[n, d]`` raw network inputs in ``feature_names`` order and ``feature_units``."""
 
+    @abc.abstractmethod
     def feature_bounds(self) -> tuple[list[float], list[float]]:
         """Low/high of each raw feature over the training distribution (for in-net normalisation)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def design_space(self) -> nn.Module:
-        raise NotImplementedError
+        """Module with ``heads: dict[str, int]``; ``forward(raw, x)`` -> feasible real-valued design."""
 
-    def skr(self, batch: Batch, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def skr(self, batch: Batch, outputs: Design) -> torch.Tensor:
+        """``[n]`` (or ``[n, K]`` per user) secret key rate in bits, float64, differentiable."""
 
-    def baselines(self, batch: Batch, generator: torch.Generator) -> dict[str, dict[str, torch.Tensor]]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def baselines(self, batch: Batch, generator: torch.Generator) -> dict[str, Design]:
+        """Named analytic designs for ``batch`` (same layout as the design space's outputs)."""
 
-    def optimum(self, batch: Batch, generator: torch.Generator, **kwargs) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def optimum(self, batch: Batch, generator: torch.Generator, **options) -> Design:
+        """Per-instance ceiling (``options``: the scenario's own solver settings)."""
+
+    @abc.abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """Plain-type description with at least :data:`REQUIRED_DESCRIPTION_KEYS`."""
 
     def subsets(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Named ``[n]`` bool masks of draws worth reporting apart (default: none)."""
         return {}
 
-    def describe(self) -> dict[str, Any]:
-        """Plain-type description: stored in checkpoints and export metadata."""
-        raise NotImplementedError
+    def point(self, n: int = 1, **values) -> Batch:
+        """``n`` copies of a named evaluation point, fields overridable (for figure sweeps)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no evaluation point for sweeps")
+
+    def num_users(self) -> int:
+        """K when ``skr`` returns ``[n, K]`` per user; 1 for a single link."""
+        return 1
 
 
 class IRSDesignSpace(nn.Module):
@@ -168,17 +272,18 @@ class IRSScenario(Scenario):
     ):
         if setting not in self.SETTINGS:
             raise ValueError(f"setting must be one of {self.SETTINGS}, got {setting!r}")
-        for nm, v in (("M", M), ("L_H", L_H), ("L_V", L_V)):
-            if int(v) != v or int(v) < 1:
-                raise ValueError(f"{nm} must be an integer >= 1, got {v!r}")
+        M, L_H, L_V = (check_positive_int(nm, v) for nm, v in (("M", M), ("L_H", L_H), ("L_V", L_V)))
         _check_range("area_m", *area_m)
         _check_range("P_max_dbm_range", *P_max_dbm_range)
         _check_range("eta_range", *eta_range, min_allowed=0.0, max_allowed=1.0, max_inclusive=False)
         _check_range("kappa_range", *kappa_range, min_allowed=0.0)
-        if not 0.0 <= eta < 1.0:
-            raise ValueError(f"eta must lie in [0, 1), got {eta}")
-        if not carrier_hz > 0:
-            raise ValueError(f"carrier_hz must be > 0, got {carrier_hz}")
+        check_real("eta", eta, low=0.0, high=1.0, high_inclusive=False)
+        check_real("P_b_dbm", P_b_dbm)
+        check_real("power_dbm", power_dbm)
+        # 1 MHz .. 1 THz: outside it Eve's correlation J0(2 pi d / lambda) means nothing for these models
+        check_real("carrier_hz", carrier_hz, low=1e6, high=1e12)
+        check_real("hard_P_max_dbm", hard_P_max_dbm)
+        check_real("hard_eta", hard_eta, low=0.0, high=1.0)
         self.setting = setting
         self.M, self.L_H, self.L_V = int(M), int(L_H), int(L_V)
         self.L = self.L_H * self.L_V
@@ -217,14 +322,6 @@ class IRSScenario(Scenario):
             "outputs": {"P": [self.M, self.M, 2], "theta": [self.L, 2]},
         }
 
-    def with_dims(self, **overrides) -> IRSScenario:
-        """A copy with some constructor arguments changed (e.g. ``M=8`` for a sweep)."""
-        kw = {k: getattr(self, k) for k in (
-            "setting", "M", "L_H", "L_V", "area_m", "P_max_dbm_range", "eta_range", "kappa_range", "P_b_dbm",
-            "power_dbm", "eta", "carrier_hz", "eve_at_bob_minus_half_wavelength", "hard_P_max_dbm", "hard_eta")}
-        kw.update(overrides)
-        return IRSScenario(**kw)
-
     # -- sampling ---------------------------------------------------------------------------
     def _uniform(self, n: int, lo: float, hi: float, generator: torch.Generator) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(n, generator=generator, dtype=torch.float64)
@@ -256,7 +353,12 @@ class IRSScenario(Scenario):
 
     def point(self, n: int = 1, **values) -> Batch:
         """``n`` copies of one evaluation point: Bob (10,10,0), Eve at Bob - lambda/2 in x (001 Sec.
-        VII-B), P_max 25 dBm, eta 0.4, kappa 1; override any field (tensors of length n sweep)."""
+        VII-B), P_max 25 dBm, eta 0.4, kappa 1; override any field (tensors of length n sweep).
+
+        Fields: ``bob_m``, ``eve_m``, ``P_max_dbm``, ``eta``, ``kappa``, and ``bob_eve_distance_m``
+        (Eve at Bob minus that distance in x; 001 Fig. 9).
+        """
+        n = check_positive_int("n", n)
         bob = torch.tensor([10.0, 10.0, 0.0], dtype=torch.float64).expand(n, 3).clone()
         batch: Batch = {"bob_m": bob}
         if self.setting == "conference":
@@ -265,15 +367,20 @@ class IRSScenario(Scenario):
         else:
             batch.update(P_max_dbm=torch.full((n,), 25.0, dtype=torch.float64),
                          eta=torch.full((n,), 0.4, dtype=torch.float64), kappa=torch.ones(n, dtype=torch.float64))
+        distance = values.pop("bob_eve_distance_m", None)
+        allowed = ("bob_m", "eve_m", "P_max_dbm", "eta", "kappa", "bob_eve_distance_m")
         for k, v in values.items():
-            if k not in ("bob_m", "eve_m", "P_max_dbm", "eta", "kappa"):
-                raise ValueError(f"unknown point field {k!r}")
+            if k not in allowed:
+                raise ValueError(f"unknown point field {k!r}; allowed: {', '.join(allowed)}")
             batch[k] = torch.as_tensor(v, dtype=torch.float64).expand_as(batch[k]).clone() if k in batch \
                 else torch.as_tensor(v, dtype=torch.float64).expand(n, 3).clone()
         if self.setting == "case2" and "eve_m" not in batch:
             eve = batch["bob_m"].clone()
-            eve[:, 0] -= 0.5 * float(wavelength_m(self.carrier_hz))
+            eve[:, 0] -= 0.5 * float(wavelength_m(self.carrier_hz)) if distance is None \
+                else torch.as_tensor(distance, dtype=torch.float64).expand(n)
             batch["eve_m"] = eve
+        elif distance is not None:
+            raise ValueError("bob_eve_distance_m needs the case2 setting and no explicit eve_m")
         return batch
 
     def features(self, batch: Batch) -> torch.Tensor:
@@ -326,8 +433,12 @@ class IRSScenario(Scenario):
             "identity": design_to_real(irs.identity_design(stats, P_max)),
         }
 
-    def optimum(self, batch: Batch, generator: torch.Generator, **kwargs) -> dict[str, torch.Tensor]:
-        res = irs.optimum(self.stats(batch), self.P_max_w(batch), self.case, generator=generator, **kwargs)
+    def optimum(self, batch: Batch, generator: torch.Generator, **options) -> dict[str, torch.Tensor]:
+        """:func:`physics.irs.optimum`; ``options``: ``steps``, ``restarts``, ``lr``."""
+        allowed = {"steps", "restarts", "lr"}
+        if set(options) - allowed:
+            raise ValueError(f"unknown IRS optimum options {sorted(set(options) - allowed)}; allowed: {sorted(allowed)}")
+        res = irs.optimum(self.stats(batch), self.P_max_w(batch), self.case, generator=generator, **options)
         return design_to_real(irs.Design(res.P, res.theta))
 
     def subsets(self, batch: Batch) -> dict[str, torch.Tensor]:

@@ -6,8 +6,6 @@ DESIGN.md section 5). Names carry units: ``_db``, ``_dbm``, ``_w``, ``_hz``, ``_
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 SPEED_OF_LIGHT_M_S = 299_792_458.0
@@ -69,8 +67,3 @@ def wavelength_m(carrier_hz) -> torch.Tensor:
     if torch.any(f <= 0):
         raise ValueError(f"carrier_hz must be > 0, got {f.tolist()}")
     return SPEED_OF_LIGHT_M_S / f
-
-
-def log2e() -> float:
-    """1/ln 2: converts nats to bits."""
-    return 1.0 / math.log(2.0)

@@ -208,7 +208,7 @@ print(json.dumps({{"dP": (P - ref["P"]).abs().max().item(), "dth": (theta - ref[
     [
         ("--model.init_args.scenario.init_args.M=0", "M must be an integer >= 1"),
         ("--model.init_args.scenario.init_args.P_max_dbm_range=[30, 10]", "P_max_dbm_range range is inverted"),
-        ("--data.init_args.train_draws_per_epoch=-5", "train_draws_per_epoch must be a positive integer"),
+        ("--data.init_args.train_draws_per_epoch=-5", "train_draws_per_epoch must be an integer >= 1"),
         ("--model.init_args.scenario.init_args.eta_range=[0, 1.0]", "eta_range range must end at < 1.0"),
     ],
 )

@@ -1,0 +1,61 @@
+"""Safe checkpoint reading and the record that ties a checkpoint to the model it was trained as.
+
+Every phykey LightningModule stores ``checkpoint["phykey"] = module.checkpoint_record()`` (plain
+types: model family, net class and shape, the scenario's description for PKG-Net). A checkpoint is
+accepted only by a module whose record is equal, so a KGNet checkpoint is never loaded into an FNN
+config, nor an IRS Case 1 net into a Case 2 config. Files are read with ``weights_only=True``: no
+code in a checkpoint is ever run.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RECORD_KEY = "phykey"
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint with ``torch.load(weights_only=True)``; ValueError naming the file otherwise."""
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"checkpoint {str(p)!r} does not exist")
+    if not p.is_file():
+        raise ValueError(f"checkpoint {str(p)!r} is not a file")
+    if p.stat().st_size == 0:
+        raise ValueError(f"checkpoint {str(p)!r} is empty")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"checkpoint {str(p)!r} holds objects phykey does not load (only tensors and plain "
+                         f"types are read, nothing is unpickled): {first}") from None
+    except (EOFError, OSError, RuntimeError, zipfile.BadZipFile, ValueError, KeyError) as e:
+        raise ValueError(f"checkpoint {str(p)!r} is not a readable PyTorch checkpoint (truncated or another "
+                         f"kind of file): {type(e).__name__}") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ValueError(f"checkpoint {str(p)!r} is not a Lightning checkpoint (no state_dict)")
+    return ckpt
+
+
+def check_record(checkpoint: dict[str, Any], here: dict[str, Any], path: str | os.PathLike | None = None) -> None:
+    """Raise ValueError unless the checkpoint's phykey record equals ``here`` (the config's model)."""
+    where = f"checkpoint {str(path)!r}" if path is not None else "checkpoint"
+    saved = checkpoint.get(RECORD_KEY)
+    if not isinstance(saved, dict) or "family" not in saved:
+        raise ValueError(f"{where} has no phykey model record: it was not written by a phykey module")
+    if saved.get("family") != here.get("family") or saved.get("net") != here.get("net"):
+        raise ValueError(f"{where} holds a {saved.get('family')} model ({saved.get('net')}); the config builds a "
+                         f"{here.get('family')} model ({here.get('net')})")
+    if saved != here:
+        if saved.get("scenario") != here.get("scenario"):
+            s, h = saved.get("scenario") or {}, here.get("scenario") or {}
+            diff = {k: (s.get(k), h.get(k)) for k in sorted(set(s) | set(h)) if s.get(k) != h.get(k)}
+            raise ValueError(f"{where} was trained on another scenario; (checkpoint, config) differ in {diff}")
+        diff = {k: (saved.get(k), here.get(k)) for k in sorted(set(saved) | set(here)) if saved.get(k) != here.get(k)}
+        raise ValueError(f"{where} was trained with another net; (checkpoint, config) differ in {diff}")

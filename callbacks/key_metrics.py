@@ -1,8 +1,9 @@
 """Key metrics of paper 002 at the end of validation and test: KER, KGR and NVD (Alice, Bob, Eve).
 
 :class:`KeyMetricsCallback` observes; it never touches the loss or the optimiser. At the end of every
-validation epoch (and of a test run) it takes the evaluation split of the datamodule -- for
-``DualBandDataModule`` the test split, which is also what ``val_dataloader`` serves -- and
+validation epoch (and of a test run) it takes the split of that stage -- for ``DualBandDataModule``
+the validation split (cut from the training side) at ``val`` and the untouched test split at
+``test`` -- and
 
 1. maps Alice's band-1 features with the model, ``x2_hat = net(x1)`` (002 Sec. VI-B);
 2. quantises Alice's ``x2_hat`` and Bob's ``x2`` with GDQG (002 Alg. 1, ``levels`` K and ``epsilon``),
@@ -18,10 +19,10 @@ validation epoch (and of a test run) it takes the evaluation split of the datamo
    - ``ker_eve``, ``kgr_eve``: the same GDQG keys built from Eve's features against Bob's (extra).
 
 NVD is 002 (22) with Bob's features as the reference (denominator). Eve's metrics are skipped when the
-data has no Eve. With ``snr_db`` set, the features are the datamodule's ``noisy_test_set(snr_db)`` /
-``noisy_eve_set(snr_db)`` (AWGN on both bands, the same noise draw every epoch, derived from the data
-seed); ``None`` uses the noise-free split. A datamodule without those methods is read batch by batch
-from the trainer's validation/test loaders (no Eve then).
+data has no Eve. With ``snr_db`` set, the features are the datamodule's
+``evaluation_set(split, snr_db)`` (AWGN on both bands, the same noise draw every epoch, derived from
+the data seed); ``None`` uses the noise-free split. A datamodule without ``evaluation_set`` is read
+batch by batch from the trainer's validation/test loaders (no Eve then).
 """
 
 from __future__ import annotations
@@ -132,16 +133,11 @@ class KeyMetricsCallback(Callback):
     def _features(self, trainer: Trainer, stage: str) -> tuple[Tensor, Tensor, Tensor | None]:
         dm = getattr(trainer, "datamodule", None)
         eve_x2 = None
-        if dm is not None and self.snr_db is not None and hasattr(dm, "noisy_test_set"):
-            x1, x2 = dm.noisy_test_set(self.snr_db)
-            eve = dm.noisy_eve_set(self.snr_db) if hasattr(dm, "noisy_eve_set") else None
-            eve_x2 = None if eve is None else eve[1]
-        elif dm is not None and self.snr_db is None and hasattr(dm, "test_x1"):
-            x1, x2 = dm.test_x1, dm.test_x2
-            eve_x2 = getattr(dm, "eve_x2", None)
+        if dm is not None and hasattr(dm, "evaluation_set"):
+            x1, x2, eve_x2 = dm.evaluation_set("val" if stage == "val" else "test", self.snr_db)
         else:
             if self.snr_db is not None:
-                raise RuntimeError("KeyMetricsCallback(snr_db=...) needs a datamodule with noisy_test_set()")
+                raise RuntimeError("KeyMetricsCallback(snr_db=...) needs a datamodule with evaluation_set()")
             loaders = trainer.val_dataloaders if stage == "val" else trainer.test_dataloaders
             if isinstance(loaders, (list, tuple)):
                 loaders = loaders[0]

@@ -736,7 +736,10 @@ class DualBandDataModule(LightningDataModule):
         generate_if_missing: if ``h5_path`` does not exist, write the synthetic set there.
         synthetic_users: users of the synthetic set (002: 100,000).
         seed: synthetic positions, split, noise and shuffling all derive from it.
-        train_fraction: share of users in the training split (002: 80 %); the rest is the test split.
+        train_fraction: share of users in the training side (002: 80 %); the rest is the test split,
+            untouched until ``test``.
+        val_fraction: share of the training side held out (seeded) as the validation split, on which
+            checkpoints and early stopping are chosen (002 has no validation split; ours: 10 %).
         batch_size: 002 Table I: 128.
         train_snr_db: SNR of the AWGN added to the training CFRs of both bands (``None`` = noise-free).
         cross_dataset: 1-5, the cross datasets of 002 Sec. VII-C-2 (0 dB / noise-free mixes); not
@@ -760,6 +763,7 @@ class DualBandDataModule(LightningDataModule):
         synthetic_users: int = 100_000,
         seed: int = 0,
         train_fraction: float = 0.8,
+        val_fraction: float = 0.1,
         batch_size: int = 128,
         train_snr_db: float | None = None,
         cross_dataset: int | None = None,
@@ -775,6 +779,8 @@ class DualBandDataModule(LightningDataModule):
             raise ValueError(f"seed={seed!r} must be a non-negative integer")
         if not (isinstance(train_fraction, (int, float)) and 0.0 < train_fraction < 1.0):
             raise ValueError(f"train_fraction={train_fraction!r} must lie in (0, 1)")
+        if not (_is_real(val_fraction) and 0.0 < val_fraction < 1.0):
+            raise ValueError(f"val_fraction={val_fraction!r} must lie in (0, 1)")
         if not (_is_int(batch_size) and batch_size >= 1):
             raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
         if train_snr_db is not None and not math.isfinite(train_snr_db):
@@ -796,6 +802,7 @@ class DualBandDataModule(LightningDataModule):
         self.synthetic_users = synthetic_users
         self.seed = seed
         self.train_fraction = float(train_fraction)
+        self.val_fraction = float(val_fraction)
         self.batch_size = batch_size
         self.train_snr_db = train_snr_db
         self.cross_dataset = cross_dataset
@@ -856,26 +863,31 @@ class DualBandDataModule(LightningDataModule):
         data = self._load()
         self.data_attrs = dict(data.attrs)
         n = data.num_users
-        num_train = round(self.train_fraction * n)
-        if not 1 <= num_train <= n - 1:
+        num_side = round(self.train_fraction * n)
+        if not 1 <= num_side <= n - 1:
             raise ValueError(f"train_fraction={self.train_fraction} leaves an empty split of {n} users")
+        num_val = round(self.val_fraction * num_side)
+        if not 1 <= num_val <= num_side - 1:
+            raise ValueError(f"val_fraction={self.val_fraction} leaves an empty train or validation split of the "
+                             f"{num_side} training-side users")
         perm = torch.randperm(n, generator=_derived_generator(self.seed, "split"))
-        self.train_index, self.test_index = perm[:num_train], perm[num_train:]
+        side_index, self.test_index = perm[:num_side], perm[num_side:]
         cfr1 = torch.from_numpy(data.cfr_band1)
         cfr2 = torch.from_numpy(data.cfr_band2)
         position = torch.from_numpy(data.position_m)
-        self.train_cfr_band1, self.train_cfr_band2 = cfr1[self.train_index], cfr2[self.train_index]
         self.test_cfr_band1, self.test_cfr_band2 = cfr1[self.test_index], cfr2[self.test_index]
-        self.train_positions_m, self.test_positions_m = position[self.train_index], position[self.test_index]
+        self.test_positions_m = position[self.test_index]
+        eve_all = (torch.from_numpy(data.eve_cfr_band1), torch.from_numpy(data.eve_cfr_band2)) if data.has_eve \
+            else None
         if data.has_eve:
-            self.eve_cfr_band1 = torch.from_numpy(data.eve_cfr_band1)[self.test_index]
-            self.eve_cfr_band2 = torch.from_numpy(data.eve_cfr_band2)[self.test_index]
+            self.eve_cfr_band1, self.eve_cfr_band2 = eve_all[0][self.test_index], eve_all[1][self.test_index]
             self.eve_positions_m = torch.from_numpy(data.eve_position_m)[self.test_index]
         else:
             self.eve_cfr_band1 = self.eve_cfr_band2 = self.eve_positions_m = None
+        num_train = num_side  # noise treatment over the whole training side, split below
 
         # Training inputs as trained on: noise-free, at train_snr_db, or a cross dataset.
-        h1, h2 = self.train_cfr_band1, self.train_cfr_band2
+        h1, h2 = cfr1[side_index], cfr2[side_index]
         self.train_noisy_mask = torch.zeros(num_train, dtype=torch.bool)
         if self.train_snr_db is not None:
             self.train_noisy_mask[:] = True
@@ -890,8 +902,20 @@ class DualBandDataModule(LightningDataModule):
             h1, h2 = h1.clone(), h2.clone()
             h1[mask] = add_awgn(h1[mask], snr, gen)
             h2[mask] = add_awgn(h2[mask], snr, gen)
-        self.train_features_band1 = cfr_to_features(h1).float()
-        self.train_features_band2 = cfr_to_features(h2).float()
+        # The validation split is cut from the training side after its noise treatment, so it
+        # mirrors what is trained on; the normaliser is fitted on the remaining training users only.
+        f1, f2 = cfr_to_features(h1).float(), cfr_to_features(h2).float()
+        val_pos = torch.randperm(num_side, generator=_derived_generator(self.seed, "val-split"))[:num_val]
+        is_val = torch.zeros(num_side, dtype=torch.bool)
+        is_val[val_pos] = True
+        self.val_index, self.train_index = side_index[is_val], side_index[~is_val]
+        self.val_features_band1, self.val_features_band2 = f1[is_val], f2[is_val]
+        self.train_features_band1, self.train_features_band2 = f1[~is_val], f2[~is_val]
+        self.val_noisy_mask, self.train_noisy_mask = self.train_noisy_mask[is_val], self.train_noisy_mask[~is_val]
+        self.train_cfr_band1, self.train_cfr_band2 = cfr1[self.train_index], cfr2[self.train_index]
+        self.train_positions_m = position[self.train_index]
+        self.val_cfr_band1, self.val_cfr_band2 = cfr1[self.val_index], cfr2[self.val_index]
+        self.val_eve_cfr = None if eve_all is None else (eve_all[0][self.val_index], eve_all[1][self.val_index])
         if self.normalizer is None:  # a normaliser from a checkpoint wins
             self.normalizer = MinMaxNormalizer.fit(self.train_features_band1, self.train_features_band2)
         self._feature_dim = 2 * data.num_subcarriers
@@ -914,6 +938,14 @@ class DualBandDataModule(LightningDataModule):
     @property
     def train_x2(self) -> torch.Tensor:
         return self._check_ready().transform(self.train_features_band2, 2)
+
+    @property
+    def val_x1(self) -> torch.Tensor:
+        return self._check_ready().transform(self.val_features_band1, 1)
+
+    @property
+    def val_x2(self) -> torch.Tensor:
+        return self._check_ready().transform(self.val_features_band2, 2)
 
     @property
     def test_x1(self) -> torch.Tensor:
@@ -959,6 +991,31 @@ class DualBandDataModule(LightningDataModule):
         return (self._features(add_awgn(self.eve_cfr_band1, snr_db, gen), 1),
                 self._features(add_awgn(self.eve_cfr_band2, snr_db, gen), 2))
 
+    def evaluation_set(self, split: str, snr_db: float | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Normalised ``(x1, x2, eve_x2)`` of the ``"val"`` or ``"test"`` split (``eve_x2`` None without
+        Eve); with ``snr_db``, AWGN on both bands and Eve's (repeatable, derived from the seed).
+
+        ``"val"`` is cut from the training side (as trained on: its noise treatment included, unless
+        ``snr_db`` asks for a noisy copy of its clean CFRs); ``"test"`` is the untouched test split.
+        """
+        self._check_ready()
+        if split == "test":
+            if snr_db is None:
+                return self.test_x1, self.test_x2, self.eve_x2
+            eve = self.noisy_eve_set(snr_db)
+            return (*self.noisy_test_set(snr_db), None if eve is None else eve[1])
+        if split != "val":
+            raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+        if snr_db is None:
+            eve = None if self.val_eve_cfr is None else self._features(self.val_eve_cfr[1], 2)
+            return self.val_x1, self.val_x2, eve
+        gen = self._noise_generator("val-noise", snr_db, None)
+        x1 = self._features(add_awgn(self.val_cfr_band1, snr_db, gen), 1)
+        x2 = self._features(add_awgn(self.val_cfr_band2, snr_db, gen), 2)
+        eve = None if self.val_eve_cfr is None else self._features(add_awgn(self.val_eve_cfr[1], snr_db, gen), 2)
+        return x1, x2, eve
+
     # -- loaders -----------------------------------------------------------------------------
 
     def _loader(self, x1: torch.Tensor, x2: torch.Tensor, shuffle: bool) -> DataLoader:
@@ -975,7 +1032,8 @@ class DualBandDataModule(LightningDataModule):
         return self._loader(self.train_x1, self.train_x2, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.test_x1, self.test_x2, shuffle=False)
+        """The validation split (from the training side; never the test split)."""
+        return self._loader(self.val_x1, self.val_x2, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_x1, self.test_x2, shuffle=False)

@@ -247,8 +247,10 @@ def test_split_is_seeded_and_normalisation_uses_train_statistics(small_file):
     dm = make_dm(small_file, batch_size=32)
     again = make_dm(small_file, batch_size=32)
     assert torch.equal(dm.train_index, again.train_index)
-    assert dm.train_index.numel() == round(0.8 * USERS)
-    assert sorted(torch.cat([dm.train_index, dm.test_index]).tolist()) == list(range(USERS))
+    # 002's 80/20 split; 10 % of the training 80 % is held out for validation
+    assert dm.train_index.numel() + dm.val_index.numel() == round(0.8 * USERS)
+    assert dm.val_index.numel() == round(0.1 * round(0.8 * USERS))
+    assert sorted(torch.cat([dm.train_index, dm.val_index, dm.test_index]).tolist()) == list(range(USERS))
     other = DualBandDataModule(h5_path=str(small_file), synthetic_users=USERS, seed=5)
     with pytest.warns(UserWarning, match="seed"):
         other.setup("fit")
@@ -280,7 +282,9 @@ def test_batches_and_eve_tensors(small_file):
     assert sorted(torch.cat([b[0] for b in batches]).sum(1).tolist()) == pytest.approx(
         sorted(dm.train_x1.sum(1).tolist()))  # every training sample once per epoch
     val = torch.cat([b[1] for b in dm.val_dataloader()])
-    torch.testing.assert_close(val, dm.test_x2)  # in order, noise-free
+    torch.testing.assert_close(val, dm.val_x2)  # in order, noise-free: the validation split, not the test split
+    test = torch.cat([b[1] for b in dm.test_dataloader()])
+    torch.testing.assert_close(test, dm.test_x2)
     assert dm.eve_x2.shape == dm.test_x2.shape and dm.eve_x1.dtype == torch.float32
     dist = torch.linalg.vector_norm(dm.eve_positions_m - dm.test_positions_m, dim=1)
     torch.testing.assert_close(dist, torch.full_like(dist, 0.15))
@@ -292,7 +296,8 @@ def test_training_noise_and_cross_datasets(small_file):
     clean = make_dm(small_file)
     for k in (1, 4, 5):
         dm = make_dm(small_file, cross_dataset=k)
-        assert int(dm.train_noisy_mask.sum()) == round(n_train * (5 - k) / 4)
+        # 002's share of noisy users holds over the training side (train + validation users)
+        assert int(dm.train_noisy_mask.sum() + dm.val_noisy_mask.sum()) == round(n_train * (5 - k) / 4)
         mask = dm.train_noisy_mask
         assert torch.equal(dm.train_features_band1[~mask], clean.train_features_band1[~mask])
         assert bool((dm.train_features_band1[mask] != clean.train_features_band1[mask]).any(1).all())

@@ -40,7 +40,7 @@ def _trainer(**kwargs) -> L.Trainer:
 
 @pytest.fixture(scope="module")
 def small_dm() -> DualBandDataModule:
-    """In-memory synthetic indoor set (no file), 600 users: 480 train, 120 test, with Eve."""
+    """In-memory synthetic indoor set (no file), 600 users: 432 train, 48 validation, 120 test, with Eve."""
     dm = DualBandDataModule(h5_path=None, synthetic_users=600, seed=3, batch_size=64)
     dm.setup("fit")
     return dm
@@ -100,6 +100,24 @@ def test_hparams_are_plain_when_built_in_python(tmp_path):
     assert torch.load(tmp_path / "hp.pt", weights_only=True) == dict(module.hparams)
 
 
+def test_validation_split_comes_from_the_training_side(small_dm):
+    """002's 80/20 split has no validation part: ours is 10 % of the training 80 %, seeded; the test
+    20 % is never served before ``test`` and no user is in two splits."""
+    train, val, test = (set(small_dm.train_index.tolist()), set(small_dm.val_index.tolist()),
+                        set(small_dm.test_index.tolist()))
+    assert (len(train), len(val), len(test)) == (432, 48, 120)
+    assert not (train & val) and not (train & test) and not (val & test)
+    assert train | val | test == set(range(600))
+    served = torch.cat([b[0] for b in small_dm.val_dataloader()])
+    assert torch.equal(served, small_dm.val_x1)
+    assert not any(torch.equal(row, t) for row in served[:5] for t in small_dm.test_x1)
+    again = DualBandDataModule(h5_path=None, synthetic_users=600, seed=3, batch_size=64)
+    again.setup("fit")
+    assert torch.equal(again.val_index, small_dm.val_index)  # seeded
+    with pytest.raises(ValueError, match="val_fraction"):
+        DualBandDataModule(h5_path=None, val_fraction=1.0)
+
+
 def test_setup_rejects_mismatched_feature_dim(small_dm):
     module = KGNetModule(KGNet(64, 64))
     with pytest.raises(ValueError, match="feature_dim=128"):
@@ -120,10 +138,10 @@ def test_short_training_lowers_the_loss(small_dm, net_cls):
     # logged NMSE is 002 (21) on the validation split, recomputed here independently
     with torch.no_grad():
         module.eval()
-        x2_hat = module(small_dm.test_x1)
-    direct = (((x2_hat - small_dm.test_x2) ** 2).sum(1) / (small_dm.test_x2**2).sum(1)).mean().item()
+        x2_hat = module(small_dm.val_x1)
+    direct = (((x2_hat - small_dm.val_x2) ** 2).sum(1) / (small_dm.val_x2**2).sum(1)).mean().item()
     assert after["val/nmse"] == pytest.approx(direct, rel=1e-4)
-    assert after["val/loss"] == pytest.approx(torch.mean((x2_hat - small_dm.test_x2) ** 2).item(), rel=1e-4)
+    assert after["val/loss"] == pytest.approx(torch.mean((x2_hat - small_dm.val_x2) ** 2).item(), rel=1e-4)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,8 +163,8 @@ def test_callback_logs_key_metrics_matching_independent_computation(small_dm):
     # independent recomputation with keygen's functions on the same features
     with torch.no_grad():
         module.eval()
-        x2_hat = module(small_dm.test_x1).double().numpy()
-    x1, x2, xe = (t.double().numpy() for t in (small_dm.test_x1, small_dm.test_x2, small_dm.eve_x2))
+        x2_hat = module(small_dm.val_x1).double().numpy()
+    x1, x2, xe = (t.double().numpy() for t in small_dm.evaluation_set("val"))
     bits_a, bits_b, kept = exchange_and_encode(gdqg_indices(x2_hat, 2, 0.1), gdqg_indices(x2, 2, 0.1), 2)
     # float32 logging of float64 values: 1e-5 relative
     assert float(logged["val/ker"]) == pytest.approx(kmetrics.key_error_rate(bits_a, bits_b, kept), rel=1e-5)
@@ -172,7 +190,7 @@ def test_callback_noisy_split_and_other_levels(small_dm):
     trainer = _trainer(max_epochs=1, limit_train_batches=1, callbacks=[cb], num_sanity_val_steps=0)
     trainer.fit(module, small_dm)
     assert set(f"val/{n}" for n in KEY_NAMES) <= set(cb.last_metrics)
-    x1, x2 = small_dm.noisy_test_set(10.0)
+    x1, x2, _ = small_dm.evaluation_set("val", 10.0)
     x1, x2 = x1[:50], x2[:50]
     assert cb.last_metrics["val/nvd_alice_bob_before"] == pytest.approx(kmetrics.nvd(x1, x2), rel=1e-5)
     # K = 4: 2 bits per kept feature, KGR <= 2 log2 K = 4

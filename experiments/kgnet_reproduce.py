@@ -67,7 +67,8 @@ import lightning as L  # noqa: E402
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset  # noqa: E402
 
 from callbacks.key_metrics import key_metrics  # noqa: E402
-from datamodules.dualband import DualBandDataModule, generate_synthetic  # noqa: E402
+from channeldata.synthetic import generate_synthetic  # noqa: E402
+from datamodules.dualband import DualBandDataModule  # noqa: E402
 from keygen.metrics import nmse as nmse_fn  # noqa: E402
 from keygen.quantize import exchange_and_encode, gdqg_indices, key_bits  # noqa: E402
 from keygen.randomness import nist_pass_ratios  # noqa: E402

@@ -33,7 +33,6 @@ Numerics (DESIGN.md section 5)
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields, replace
 from typing import NamedTuple
 
@@ -42,9 +41,7 @@ import torch
 from physics.arrays import bs_correlation, irs_correlation
 from physics.correlation import bob_eve_correlation
 from physics.optim import projected_ascent, waterfill_allocation
-from physics.units import as_float64, dbm_to_w, noise_power_w, path_loss_linear
-
-LN2 = math.log(2.0)
+from physics.units import LN2, as_float64, dbm_to_w, noise_power_w, path_loss_linear
 
 # --------------------------------------------------------------------------------------------
 # Statistics

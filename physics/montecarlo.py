@@ -13,6 +13,7 @@ from typing import NamedTuple
 import torch
 
 from physics.irs import IRSStats
+from physics.units import LN2
 
 
 class NLoSChannels(NamedTuple):
@@ -128,4 +129,4 @@ def gaussian_mi_bits_from_samples(x: torch.Tensor, y: torch.Tensor) -> torch.Ten
     def ld(A):
         return torch.linalg.slogdet(A)[1]
 
-    return (ld(C[:dx, :dx]) + ld(C[dx:, dx:]) - ld(C)) / math.log(2.0)
+    return (ld(C[:dx, :dx]) + ld(C[dx:, dx:]) - ld(C)) / LN2

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import torch
 
-SPEED_OF_LIGHT_M_S = 299_792_458.0
+from physics.units import SPEED_OF_LIGHT_M_S
 
 #: Version tag written into HDF5 files made by :func:`indoor_dual_band`; bump it whenever the
 #: geometry, the coefficients or the path model change (the same seed then gives other data).

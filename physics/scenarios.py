@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from physics import irs
+from physics.seeding import STREAMS, generator_for  # noqa: F401 - re-exported: the one seeding scheme
 from physics.units import dbm_to_w, wavelength_m
 
 Batch = dict[str, torch.Tensor]
@@ -43,15 +44,6 @@ Design = dict[str, torch.Tensor]
 
 #: Keys every ``Scenario.describe()`` must return (checked by :func:`check_description`).
 REQUIRED_DESCRIPTION_KEYS = ("scenario", "feature_names", "feature_units", "outputs")
-
-
-def generator_for(*keys: int) -> torch.Generator:
-    """A CPU generator seeded from integer keys (seed, stream, epoch, batch index, ...).
-
-    Every seeded stream in phykey derives from here: :data:`STREAMS` names the stream keys.
-    """
-    state = np.random.SeedSequence([int(k) for k in keys]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 #: Batches served by ``ScenarioDataModule`` for validation/test carry each draw's global index under
@@ -62,11 +54,6 @@ INDEX_KEY = "draw_index"
 def strip_index(batch: Batch) -> Batch:
     """``batch`` without :data:`INDEX_KEY` (what a scenario is given)."""
     return {k: v for k, v in batch.items() if k != INDEX_KEY}
-
-
-#: Stream keys passed to :func:`generator_for` after the seed, one per consumer, so no two
-#: consumers ever share draws.
-STREAMS = {"train": 1, "val": 2, "test": 3, "baselines": 4, "optimum": 5}
 
 
 def total_skr(skr_bits: torch.Tensor) -> torch.Tensor:
@@ -437,7 +424,8 @@ class IRSScenario(Scenario):
         """:func:`physics.irs.optimum`; ``options``: ``steps``, ``restarts``, ``lr``."""
         allowed = {"steps", "restarts", "lr"}
         if set(options) - allowed:
-            raise ValueError(f"unknown IRS optimum options {sorted(set(options) - allowed)}; allowed: {sorted(allowed)}")
+            raise ValueError(f"unknown IRS optimum options {sorted(set(options) - allowed)}; "
+                             f"allowed: {sorted(allowed)}")
         res = irs.optimum(self.stats(batch), self.P_max_w(batch), self.case, generator=generator, **options)
         return design_to_real(irs.Design(res.P, res.theta))
 

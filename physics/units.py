@@ -6,10 +6,13 @@ DESIGN.md section 5). Names carry units: ``_db``, ``_dbm``, ``_w``, ``_hz``, ``_
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 SPEED_OF_LIGHT_M_S = 299_792_458.0
 THERMAL_NOISE_DBM_PER_HZ = -174.0  # 001 Sec. VII-A
+LN2 = math.log(2.0)  # nats per bit
 
 
 def as_float64(x) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""datamodules.dualband: HDF5 contract, all-or-nothing writes, CLI, DataModule, DeepMIMO exporter."""
+"""channeldata (HDF5 contract, all-or-nothing writes, CLI, DeepMIMO exporter) and datamodules.dualband."""
 
 from __future__ import annotations
 
@@ -13,21 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-import datamodules.dualband as dualband
-from datamodules.dualband import (
-    DATASETS,
-    DualBandData,
-    DualBandDataModule,
-    DualBandWriter,
-    MinMaxNormalizer,
-    cross_dataset_noisy_count,
-    export_deepmimo,
-    generate_synthetic,
-    main,
-    read_dual_band,
-    synthetic_dual_band,
-    write_dual_band,
-)
+import channeldata.synthetic as synthetic
+from channeldata.cli import main
+from channeldata.deepmimo import export_deepmimo
+from channeldata.dualband_file import DATASETS, DualBandData, DualBandWriter, read_dual_band, write_dual_band
+from channeldata.synthetic import generate_synthetic, synthetic_dual_band
+from datamodules.dualband import DualBandDataModule, MinMaxNormalizer, cross_dataset_noisy_count
 from physics.ofdm import cfr_from_paths, indoor_dual_band
 from tests.deepmimo_fixture import random_paths, write_scenario
 
@@ -188,7 +179,7 @@ def test_interrupted_writes_leave_nothing_behind(small_file, tmp_path, monkeypat
     existing = make_copy(small_file, tmp_path / "keep.h5")
     before = existing.read_bytes()
     calls = {"n": 0}
-    real = dualband.indoor_dual_band
+    real = synthetic.indoor_dual_band
 
     def flaky(*args, **kwargs):
         calls["n"] += 1
@@ -196,7 +187,7 @@ def test_interrupted_writes_leave_nothing_behind(small_file, tmp_path, monkeypat
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(dualband, "indoor_dual_band", flaky)
+    monkeypatch.setattr(synthetic, "indoor_dual_band", flaky)
     with pytest.raises(KeyboardInterrupt):
         generate_synthetic(existing, users=50, seed=0, chunk_size=20, progress=False, overwrite=True)
     assert existing.read_bytes() == before
@@ -227,7 +218,7 @@ def test_cli_generate(tmp_path, capsys):
 def test_module_entry_point(tmp_path):
     out = tmp_path / "m.h5"
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-m", "datamodules.dualband", "generate", "--out", str(out),
+    proc = subprocess.run([sys.executable, "-m", "channeldata", "generate", "--out", str(out),
                            "--users", "10"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert read_dual_band(out).num_users == 10
@@ -452,9 +443,9 @@ def test_deepmimo_export_matches_the_path_table(deepmimo_scenarios, tmp_path, mo
 def test_deepmimo_export_options_and_errors(deepmimo_scenarios, tmp_path, monkeypatch):
     root, _ = deepmimo_scenarios
     monkeypatch.setattr("builtins.input", lambda *a: pytest.fail("deepmimo asked for input"))
-    assert main(["from-deepmimo", "--scenario-folder", str(root), "--band1", "tiny_2p4", "--band2",
-                 "tiny_2p5", "--out", str(tmp_path / "a.h5"), "--max-users", "5", "--no-eve",
-                 "--rx-sets", "1"]) == 0
+    assert main(["from-deepmimo", "--scenario_folder", str(root), "--band1", "tiny_2p4", "--band2",
+                 "tiny_2p5", "--out", str(tmp_path / "a.h5"), "--max_users", "5", "--no_eve",
+                 "--rx_sets", "[1]"]) == 0
     data = read_dual_band(tmp_path / "a.h5")
     assert data.num_users == 5 and not data.has_eve
     with pytest.raises(ValueError, match=r"i1_2p4[/\\]params.json"):

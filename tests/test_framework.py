@@ -22,8 +22,7 @@ import pytest
 import torch
 
 from callbacks.baselines import BaselineCallback, format_table
-from datamodules.scenario import ScenarioDataModule
-from models.pkgnet import PKGNet, PKGNetModule
+from models.pkgnet import PKGNetModule
 from physics import irs
 from physics.arrays import irs_correlation
 from physics.optim import projected_ascent
@@ -123,6 +122,7 @@ def test_toy_scenario_fit_test_export_through_the_cli(toy_env, tmp_path, capsys)
     prog = torch.export.load(str(out), extra_files=extra)
     meta = json.loads(extra["metadata.json"])
     assert meta["scenario"] == "toy_parallel_links" and meta["outputs"] == {"p": [2]}
+    assert load_metadata(out) == meta
     x = torch.tensor([[-3.0, 5.0], [8.0, -8.0]])
     (p,) = prog.module()(x)
     with torch.no_grad():
@@ -240,9 +240,11 @@ def test_ddp_validation_means_equal_a_single_process(tmp_path):
     results = {}
     for name, extra in (("single", ["--trainer.devices=1"]),
                         ("ddp", ["--trainer.devices=2", "--trainer.strategy=ddp", "--trainer.accelerator=cpu"])):
-        logger = ["--trainer.logger=lightning.pytorch.loggers.CSVLogger", f"--trainer.logger.save_dir={tmp_path / name}"]
+        logger = ["--trainer.logger=lightning.pytorch.loggers.CSVLogger",
+                  f"--trainer.logger.save_dir={tmp_path / name}"]
         res = subprocess.run([sys.executable, str(REPO / "train.py"), "validate", *small, *extra, *logger,
-                              f"--ckpt_path={ckpt}"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+                              f"--ckpt_path={ckpt}"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=600)
         assert res.returncode == 0, res.stderr[-3000:]
         results[name] = _metrics_csv(tmp_path / name)
     single, ddp = results["single"], results["ddp"]

@@ -1,0 +1,7 @@
+"""``python -m channeldata``: see :mod:`channeldata.cli`."""
+
+import sys
+
+from channeldata.cli import main
+
+sys.exit(main())

@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from callbacks.baselines import BaselineCallback, format_table
+from models.export import load_metadata
 from models.pkgnet import PKGNetModule
 from physics import irs
 from physics.arrays import irs_correlation

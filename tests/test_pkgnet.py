@@ -261,18 +261,27 @@ def test_export_to_missing_folder_fails_before_writing(cli_env, tmp_path, monkey
 
 
 @pytest.mark.slow
-def test_small_case1_training_beats_random_and_nears_optimum(cli_env, tmp_path):
+def test_small_case1_training_beats_the_best_baseline_on_hard_draws(cli_env, tmp_path):
+    """On the whole distribution the identity design already reaches ~99.5 % of the optimum, so a
+    bar there proves nothing. On the hard subset (P_max <= 15 dBm, eta >= 0.8) the best analytic
+    baseline (water-filling, 3.57 bits on these draws) is clearly below the optimum (3.70 bits):
+    the trained net must beat it there, and stay near the optimum."""
     cli = cli_env.main(["fit", "--config", CASE1, *SMALL, "--data.init_args.train_draws_per_epoch=1000",
                         "--trainer.max_epochs=60", "--trainer.logger=false"])
     module = cli.model.eval()
     sc = module.scenario
-    batch = sc.sample(64, generator_for(2024, 7))  # 64 fixed draws, not seen in training
+    batch = sc.sample(3000, generator_for(2024, 7))  # fixed draws, not seen in training
+    hard = sc.subsets(batch)["hard"]
+    batch = {k: v[hard] for k, v in batch.items()}
+    assert hard.sum() >= 100
     with torch.no_grad():
-        learned = sc.skr(batch, module.design({k: v for k, v in batch.items()}))
-    rand = sc.skr(batch, sc.baselines(batch, generator_for(1))["random"])
-    best = sc.skr(batch, sc.optimum(batch, generator_for(2)))
-    assert learned.mean() > rand.mean()
-    assert learned.mean() >= 0.95 * best.mean(), (learned.mean().item(), best.mean().item())
+        learned = sc.skr(batch, module.design(batch)).mean()
+    baselines = {k: sc.skr(batch, d).mean() for k, d in sc.baselines(batch, generator_for(1)).items()}
+    best_name = max(baselines, key=lambda k: baselines[k])
+    best = sc.skr(batch, sc.optimum(batch, generator_for(2), steps=200, restarts=4)).mean()
+    assert baselines[best_name] < 0.98 * best  # the bar is meaningful: the baseline leaves > 2 % on the table
+    assert learned > baselines[best_name], (learned.item(), best_name, baselines[best_name].item())
+    assert learned >= 0.98 * best, (learned.item(), best.item())
 
 
 @pytest.mark.slow

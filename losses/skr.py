@@ -13,7 +13,7 @@ class NegativeMeanSKR(nn.Module):
     for a multi-user scenario (``skr`` of shape ``[n, K_users]``) R_k is the sum over users.
 
     The objective is evaluated by ``scenario.skr`` in float64 whatever the network's precision
-    (DESIGN.md section 5; the float32 path agrees to 1e-3 relative, tested in tests/test_irs_physics.py,
+    (docs/architecture.md section 5; the float32 path agrees to 1e-3 relative, tested in tests/test_irs_physics.py,
     but float64 costs nothing noticeable at these matrix sizes).
     """
 

@@ -1,4 +1,4 @@
-"""Export a trained PKG-Net as an inference artefact loadable with plain torch (DESIGN.md section 6).
+"""Export a trained PKG-Net as an inference artefact loadable with plain torch (docs/architecture.md section 6).
 
 Main format: ``torch.export`` program saved as ``.pt2`` (load with ``torch.export.load(path).module()``).
 Input ``x [n, d]`` float32 raw physical features in ``metadata["feature_names"]`` order and units;

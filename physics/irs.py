@@ -4,7 +4,7 @@ System (001 Sec. II): an M-antenna BS (Alice), a single-antenna UE (Bob), a sing
 eavesdropper (Eve) and an L = L_H x L_V element IRS. Only the NLoS parts of the channels carry
 randomness (001 (21)-(24)); their second-order statistics are collected in :class:`IRSStats`.
 
-Numerics (DESIGN.md section 5)
+Numerics (docs/architecture.md section 5)
 ------------------------------
 * Everything is computed in noise-normalised units: variances are divided by the noise power.
 * 001 Lemma 1: E{(h + G O f)(h + G O f)^H} = delta_U^2 R_B with
@@ -192,7 +192,7 @@ class IRSGeometry:
     bandwidth_hz: float | None = 20e6
     noise_figure_db: float = 10.0
     noise_power_dbm: float | None = None  # overrides the bandwidth/NF budget (000 gives delta^2)
-    carrier_hz: float = 2.4e9  # not given by 001 (DESIGN.md slip list); only sets Eve's rho
+    carrier_hz: float = 2.4e9  # not given by 001 (docs/architecture.md section 1); only sets Eve's rho
     spacing_wavelengths: float = 0.5
 
     def noise_power_w(self) -> torch.Tensor:
@@ -618,7 +618,7 @@ def _waterfill_z(stats: IRSStats, P_max, objective: str) -> torch.Tensor:
 def precoder_from_allocation(stats: IRSStats, z: torch.Tensor, P_max, basis: str = "eigen") -> torch.Tensor:
     """P = sqrt(P_max/M) P_e with P_e = (R_B^{-1/2} U Lambda U^H)^* (001 after (48)).
 
-    ``basis="eigen"``: U = U_B (DESIGN.md: only then does (48a) equal Tr(P_e P_e^H) = M), which gives
+    ``basis="eigen"``: U = U_B (docs/architecture.md section 1: only then does (48a) equal Tr(P_e P_e^H) = M), which gives
     P_e = U_B diag(sqrt z) U_B^H. ``basis="identity"``: U = I as printed in 001; P_e is then
     rescaled. Either way Tr(P P^H) = P_max exactly.
     """

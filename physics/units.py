@@ -1,7 +1,7 @@
 """Unit conversions and link-budget helpers (papers 000 and 001).
 
 All functions accept Python floats or tensors and return float64 tensors (evaluation precision,
-DESIGN.md section 5). Names carry units: ``_db``, ``_dbm``, ``_w``, ``_hz``, ``_m``.
+docs/architecture.md section 5). Names carry units: ``_db``, ``_dbm``, ``_w``, ``_hz``, ``_m``.
 """
 
 from __future__ import annotations

@@ -108,6 +108,12 @@ class BaselineCallback(pl.Callback):
             return
         if INDEX_KEY not in batch:
             raise ValueError(f"BaselineCallback needs batches with {INDEX_KEY!r} (ScenarioDataModule adds it)")
+        valid = batch[INDEX_KEY] >= 0  # -1: DDP padding rows (datamodules/scenario.py), never counted
+        if not bool(valid.all()):
+            if not bool(valid.any()):
+                return
+            batch = {k: v[valid] for k, v in batch.items()}
+            outputs = {**outputs, "skr": outputs["skr"][valid.to(outputs["skr"].device)]}
         with_opt = stage == "test" or (trainer.current_epoch % self.optimum_every_n_epochs == 0)
         scenario = pl_module.scenario
         base = self._baseline_skr(scenario, batch, stage, with_opt)

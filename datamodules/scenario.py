@@ -26,8 +26,10 @@ def _chunks(batch: Batch, size: int) -> list[Batch]:
 class _RankBatches(IterableDataset):
     """The fixed evaluation batches of this DDP rank: batch i goes to rank i mod world size.
 
-    An iterable dataset keeps Lightning from wrapping it in a DistributedSampler, which would pad
-    the last rank with repeated batches and count their draws twice."""
+    Every rank must run the same number of steps (DDP's forward is a collective), so a rank with
+    fewer batches is topped up with a *padding* batch whose ``draw_index`` is -1: the module and
+    the callbacks ignore those rows, so no draw is counted twice (a DistributedSampler would repeat
+    real batches instead)."""
 
     def __init__(self, batches: list[Batch], dm: ScenarioDataModule):
         self.batches, self.dm = batches, dm
@@ -35,7 +37,12 @@ class _RankBatches(IterableDataset):
     def __iter__(self):
         trainer = self.dm.trainer
         rank, world = getattr(trainer, "global_rank", 0), getattr(trainer, "world_size", 1)
-        yield from self.batches[rank::world]
+        mine = self.batches[rank::world]
+        yield from mine
+        for _ in range(-(-len(self.batches) // world) - len(mine)):
+            pad = dict(self.batches[0])
+            pad[INDEX_KEY] = torch.full_like(pad[INDEX_KEY], -1)
+            yield pad
 
 
 class _EpochDraws(Dataset):

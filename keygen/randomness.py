@@ -53,10 +53,13 @@ __all__ = [
     "block_frequency",
     "cumulative_sums",
     "frequency",
+    "longest_run_of_ones",
     "nist_pass_ratios",
+    "nist_pass_ratios_003",
     "runs",
     "serial",
     "spectral",
+    "TABLE_I_003_TESTS",
 ]
 
 # Largest pattern length for the serial / approximate-entropy tests: the pattern counts are a
@@ -683,3 +686,80 @@ def _concat_keys(keys) -> np.ndarray:
     if not parts:
         raise ValueError("keys hold no bits; need at least one block of key bits")
     return np.concatenate(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# SP 2.4 Longest Run of Ones in a Block: the ninth test of 003 Table I
+# --------------------------------------------------------------------------------------------
+
+# SP 2.4.4 / 3.4: class probabilities pi_i of the longest run of ones in an M-bit block, and the classes'
+# bounds, for the three block sizes of SP 2.4.2 (K + 1 classes; the first and last are open-ended).
+_LONGEST_RUN_TABLE = {
+    8: {"K": 3, "low": 1, "pi": (0.2148, 0.3672, 0.2305, 0.1875)},
+    128: {"K": 5, "low": 4, "pi": (0.1174, 0.2430, 0.2493, 0.1752, 0.1027, 0.1124)},
+    10000: {"K": 6, "low": 10, "pi": (0.0882, 0.2092, 0.2483, 0.1933, 0.1208, 0.0675, 0.0727)},
+}
+
+
+def _longest_run_block_size(n: int) -> int:
+    """SP 2.4.2: M = 8 for 128 <= n < 6272, M = 128 for 6272 <= n < 750,000, else M = 10^4."""
+    if n < 128:
+        raise ValueError(f"longest_run_of_ones: n = {n} bits; SP 2.4.7 needs n >= 128")
+    return 8 if n < 6272 else 128 if n < 750_000 else 10_000
+
+
+def _longest_run_core(b: np.ndarray, M: int) -> dict[str, np.ndarray]:
+    t, n = b.shape
+    tab = _LONGEST_RUN_TABLE[M]
+    K, low, pi = tab["K"], tab["low"], np.asarray(tab["pi"])
+    N = n // M  # SP 2.4.4 (1): N blocks, the rest discarded
+    blocks = b[:, : N * M].reshape(t, N, M).astype(np.int64)
+    # longest run of ones in each block: run length ending at j, max over j
+    run = np.zeros((t, N), dtype=np.int64)
+    longest = np.zeros((t, N), dtype=np.int64)
+    for j in range(M):
+        run = (run + 1) * blocks[:, :, j]
+        longest = np.maximum(longest, run)
+    cls = np.clip(longest - low, 0, K)  # class 0: <= low, ..., class K: >= low + K
+    nu = np.stack([np.count_nonzero(cls == i, axis=1) for i in range(K + 1)], axis=1)  # SP 2.4.4 (2)
+    chi2 = np.sum((nu - N * pi) ** 2 / (N * pi), axis=1)  # SP 2.4.4 (3)
+    p = gammaincc(K / 2.0, chi2 / 2.0)  # SP 2.4.4 (4)
+    out = {"N": np.full(t, N), "chi2": chi2, "p": p}
+    for i in range(K + 1):
+        out[f"nu_{i}"] = nu[:, i]
+    return out
+
+
+def longest_run_of_ones(bits) -> NistResult:
+    """Longest run of ones in a block, SP 2.4 (the test 003 Table I adds to 002's eight).
+
+    Blocks of M bits (M = 8, 128 or 10^4 by ``n``, SP 2.4.2), the longest run of ones in each block is
+    tallied into K + 1 classes ``nu_i``, ``chi^2 = sum (nu_i - N pi_i)^2 / (N pi_i)`` with the SP 2.4.4
+    class probabilities, ``p = igamc(K/2, chi^2/2)``.
+
+    Args:
+        bits: ``[n]`` 0/1 with ``n >= 128`` (SP 2.4.7; otherwise ValueError).
+    """
+    b = _as_bits(bits)[None, :]
+    n = b.shape[1]
+    M = _longest_run_block_size(n)
+    core = _longest_run_core(b, M)
+    return NistResult("longest_run_of_ones", (float(core["p"][0]),), {"M": M, **_stats0(core, ("p",))}, n, True)
+
+
+#: 003 Table I runs nine tests: 002 Table III's eight plus the longest run of ones.
+TABLE_I_003_TESTS = TABLE_III_TESTS + ("longest_run_of_ones",)
+
+
+def nist_pass_ratios_003(keys, alpha: float = 0.01, block_bits: int = 256, **kwargs) -> dict[str, float]:
+    """Pass ratios of the nine tests of 003 Table I on ``block_bits``-bit blocks of the spliced keys (003:
+    256-bit initial keys, one block per key): :func:`nist_pass_ratios` (same protocol and parameters, see
+    there) plus :func:`longest_run_of_ones` on every block (M = 8 for blocks of 128..6271 bits)."""
+    out = nist_pass_ratios(keys, alpha, block_bits, **kwargs)
+    stream = _concat_keys(keys)
+    block_bits = _check_int(block_bits, "block_bits", 128)
+    t = stream.size // block_bits
+    blocks = stream[: t * block_bits].reshape(t, block_bits)
+    core = _longest_run_core(blocks, _longest_run_block_size(block_bits))
+    out["longest_run_of_ones"] = float(np.mean(core["p"] >= float(alpha)))
+    return out

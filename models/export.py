@@ -56,7 +56,7 @@ def export_pkgnet(net: nn.Module, scenario, path: str | os.PathLike, onnx_path: 
     net = net.to("cpu", torch.float32).eval()
     d = len(scenario.feature_names)
     example = torch.tensor([scenario.feature_bounds()[0]], dtype=torch.float32).repeat(2, 1)
-    output_names = list(net.design_space.heads)
+    output_names = list(scenario.describe()["outputs"])  # the contract's output names, in its order
     wrapped = _TupleOutputs(net, output_names).eval()
     batch = torch.export.Dim("batch")
     program = torch.export.export(wrapped, (example,), dynamic_shapes={"x": {0: batch}})

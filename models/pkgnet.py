@@ -14,12 +14,11 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
-from torchmetrics import MeanMetric
 
 from losses.skr import NegativeMeanSKR
 from models.checkpoints import RECORD_KEY, check_record
 from models.hparams import save_plain_hyperparameters
-from physics.scenarios import Scenario, check_description, strip_index, total_skr
+from physics.scenarios import INDEX_KEY, Scenario, check_description, strip_index, total_skr
 
 
 class PKGNet(nn.Module):
@@ -75,8 +74,9 @@ class PKGNetModule(pl.LightningModule):
 
     Logs ``{stage}/loss`` and ``{stage}/skr_bits`` (for a multi-user scenario, the sum over users);
     ``validation_step``/``test_step`` return the per-draw SKR (``[n]`` or ``[n, K]``) so callbacks
-    (baselines) compare on the same draws. Validation/test means are ``MeanMetric``s weighted by the
-    number of draws, so DDP reports the mean over all draws, not a mean of per-rank means.
+    (baselines) compare on the same draws. Validation/test means are sums and counts all-reduced at
+    the end of the epoch (on every rank, also one whose share of the draws is empty), so DDP reports
+    the mean over all draws, not a mean of per-rank means.
 
     Hyper-parameters are stored as plain types (the YAML's ``class_path``/``init_args`` under
     LightningCLI), so ``PKGNetModule.load_from_checkpoint(path)`` rebuilds the module; the scenario's
@@ -104,8 +104,7 @@ class PKGNetModule(pl.LightningModule):
         self.loss_fn = loss if loss is not None else NegativeMeanSKR()
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
-        self.eval_loss = nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
-        self.eval_skr = nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
+        self._eval_sums = torch.zeros(3, dtype=torch.float64)  # loss * n, sum of SKR, n
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.net(x)
@@ -115,21 +114,49 @@ class PKGNetModule(pl.LightningModule):
         return self.net(x)
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str):
+        # evaluation batches carry draw indices; -1 marks DDP padding rows, which are not counted
+        valid = batch[INDEX_KEY] >= 0 if INDEX_KEY in batch else None
         batch = strip_index(batch)
-        outputs = self.design(batch)
-        loss = self.loss_fn(self.scenario, batch, outputs)
-        n = next(iter(batch.values())).shape[0]
+        outputs = self.design(batch)  # on the whole batch: under DDP the forward is a collective
         if stage == "train":
+            loss = self.loss_fn(self.scenario, batch, outputs)
+            n = next(iter(batch.values())).shape[0]
             self.log("train/loss", loss.float(), batch_size=n)
             self.log("train/skr_bits", -loss.float(), prog_bar=True, batch_size=n)
             return loss
         # evaluation: the per-draw SKR (float64) for the mean and for callbacks comparing baselines
         skr = self.scenario.skr(batch, {k: v.detach().to(torch.float64) for k, v in outputs.items()})
-        self.eval_loss[stage].update(loss.detach().double(), weight=n)
-        self.eval_skr[stage].update(total_skr(skr).double())
-        self.log(f"{stage}/loss", self.eval_loss[stage], prog_bar=True, batch_size=n)
-        self.log(f"{stage}/skr_bits", self.eval_skr[stage], prog_bar=True, batch_size=n)
-        return {"loss": loss, "skr": skr}
+        if valid is not None and not bool(valid.all()):
+            keep = valid.to(skr.device)
+            batch = {k: v[keep] for k, v in batch.items()}
+            outputs = {k: v[keep] for k, v in outputs.items()}
+        n = next(iter(batch.values())).shape[0]
+        if n > 0:
+            loss = self.loss_fn(self.scenario, batch, outputs).detach().double().cpu()
+            per_draw = total_skr(skr if valid is None else skr[valid.to(skr.device)]).detach().double().cpu()
+            self._eval_sums += torch.stack([loss * n, per_draw.sum(), torch.tensor(float(n), dtype=torch.float64)])
+        return {"skr": skr}
+
+    def _start_eval(self) -> None:
+        self._eval_sums = torch.zeros(3, dtype=torch.float64)
+
+    def _log_eval(self, stage: str) -> None:
+        sums = self.trainer.strategy.reduce(self._eval_sums.to(self.device), reduce_op="sum").double().cpu()
+        if sums[2] > 0:
+            self.log(f"{stage}/loss", sums[0] / sums[2], prog_bar=True, sync_dist=False)
+            self.log(f"{stage}/skr_bits", sums[1] / sums[2], prog_bar=True, sync_dist=False)
+
+    def on_validation_epoch_start(self) -> None:
+        self._start_eval()
+
+    def on_test_epoch_start(self) -> None:
+        self._start_eval()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval("test")
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")

@@ -20,7 +20,9 @@ from physics import irs
 from physics.scenarios import IRSScenario, generator_for
 
 REPO = Path(__file__).resolve().parents[1]
-PKG_CONFIGS = sorted((REPO / "configs" / "pkgnet").glob("*.yaml"))
+# the IRS configs (the near-field and multi-user configs run fast_dev_run in their own test modules,
+# with their own small overrides)
+PKG_CONFIGS = sorted((REPO / "configs" / "pkgnet").glob("irs_*.yaml"))
 CASE1 = str(REPO / "configs" / "pkgnet" / "irs_case1.yaml")
 
 # A small, fast version of a config: M = 2, L = 4, few draws, cheap baselines.

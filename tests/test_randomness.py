@@ -454,3 +454,26 @@ def test_accepts_bool_float_and_torch():
     assert frequency(as_bool.astype(float)).p_value == ref
     torch = pytest.importorskip("torch")
     assert frequency(torch.tensor(as_bool.astype(np.int64))).p_value == ref
+
+
+def test_longest_run_of_ones_against_sp800_22_example():
+    """SP 800-22 rev1a 2.4.8: the 128-bit example, M = 8: nu = (4, 9, 3, 0), chi^2 = 4.882605 (6 printed
+    decimals), P-value 0.180609 as printed (igamc(3/2, chi^2/2) of the printed chi^2 is 0.180598: the
+    document's last digits come from its rounded pi_i; 2e-5 covers both)."""
+    import numpy as np
+    import scipy.special
+
+    from keygen.randomness import bits_from_string, longest_run_of_ones, nist_pass_ratios_003
+
+    eps = ("11001100000101010110110001001100111000000000001001001101010100010001001111010110100000001101011111"
+           "001100111001101101100010110010")
+    r = longest_run_of_ones(bits_from_string(eps))
+    assert [r.stats[f"nu_{i}"] for i in range(4)] == [4, 9, 3, 0]
+    assert r.stats["chi2"] == pytest.approx(4.882605, abs=1e-6)
+    assert r.p_value == pytest.approx(scipy.special.gammaincc(1.5, r.stats["chi2"] / 2), abs=1e-15)
+    assert r.p_value == pytest.approx(0.180609, abs=2e-5)
+    with pytest.raises(ValueError, match="n = 100 bits; SP 2.4.7 needs n >= 128"):
+        longest_run_of_ones(np.ones(100, dtype=int))
+    # nine ratios; fair coin flips pass each test in about 1 - alpha of the 256-bit keys
+    ratios = nist_pass_ratios_003(np.random.default_rng(0).integers(0, 2, (2000, 256)))
+    assert len(ratios) == 9 and all(v > 0.97 for v in ratios.values())

@@ -1,0 +1,99 @@
+"""Cost of the 003 sum-SKR objective per draw: the path-domain form vs a direct evaluation from the full covariance.
+
+At 003 Sec. VI's size (M = 128, K = 6, N_k = 4, N_P = 6, M_e = 6, N_e = 4) prints, in one run, the time per
+draw of the sum over UTs of (30) evaluated
+
+* structured (``skr_pilot_reuse_paths``): Lambda_k is rank N_P, so every observation is a K N_P-dimensional
+  Gaussian source seen through small mixing matrices, O(K^2 M M_e N_P + K d^3), d = M_e N_e;
+* direct (``skr_pilot_reuse``): from the full Lambda_k ``[M N_k, M N_k]`` = [512, 512] per UT, the literal
+  (P_k^T kron C_j^H) Lambda_j (P_k^T kron C_j^H)^H sandwiches of Theorem 1, O(K^2 (M N_k)^2 M_e);
+
+with and without the gradient (training needs it for the structured form only), and their ratio, plus the
+largest relative difference of the two values (they are the same quantity).
+
+    python benchmarks/multiuser_cost.py [--draws 32] [--direct-draws 4] [--repeats 3] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+
+from physics import multiuser as mu
+from physics.multiuser import MultiUserScenario
+from physics.scenarios import generator_for
+
+
+def best_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def positive_int(name: str, text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1 or str(v) != text.strip():
+        print(f"error: --{name} must be an integer >= 1, got {text!r}", file=sys.stderr)
+        raise SystemExit(2)
+    return v
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--draws", default="32", help="draws for the structured timing")
+    parser.add_argument("--direct-draws", default="4", help="draws for the direct timing (slow)")
+    parser.add_argument("--repeats", default="3")
+    parser.add_argument("--threads", default="1", help="torch intra-op threads")
+    args = parser.parse_args(argv)
+    n = positive_int("draws", args.draws)
+    nd = positive_int("direct-draws", args.direct_draws)
+    repeats = positive_int("repeats", args.repeats)
+    torch.set_num_threads(positive_int("threads", args.threads))
+    sc = MultiUserScenario()
+    b = sc.sample(max(n, nd), generator_for(0, 1))
+    pth = sc.paths(b)
+    g = generator_for(0, 2)
+    P = mu.apply_budget(mu.random_semi_unitary((max(n, nd), sc.K), sc.M, sc.M_e, g), sc.budget_value)
+    C = mu.random_semi_unitary((max(n, nd), sc.K), sc.N_k, sc.N_e, g)
+    G = torch.diag_embed(pth["g"].flatten(-2))
+
+    def structured(k, grad=False):
+        Pk = P[:k].clone().requires_grad_(grad)
+        r = mu.skr_pilot_reuse_paths(Pk, C[:k], pth["u"][:k], pth["v"][:k], G[:k]).sum(-1)
+        if grad:
+            r.sum().backward()
+        return r.detach()
+
+    Lam = mu.lambda_from_paths(pth["u"][:nd], pth["v"][:nd], pth["g"][:nd])  # [nd, K, 512, 512]
+
+    def direct():
+        return mu.skr_pilot_reuse(P[:nd], C[:nd], Lam).sum(-1)
+
+    with torch.no_grad():
+        t_s = best_time(lambda: structured(n), repeats) / n
+        t_d = best_time(direct, repeats) / nd
+        a, d = structured(nd), direct()
+    t_g = best_time(lambda: structured(n, True), repeats) / n
+    rel = float(((a - d).abs() / d.abs()).max())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), float64/complex128; "
+          f"M={sc.M}, K={sc.K}, N_k={sc.N_k}, N_P={sc.N_P}, M_e={sc.M_e}, N_e={sc.N_e}")
+    print("| evaluation of sum_k (30) | ms per draw |")
+    print("|---|---:|")
+    print(f"| structured (path domain), forward | {1e3 * t_s:.2f} |")
+    print(f"| structured, forward + gradient | {1e3 * t_g:.2f} |")
+    print(f"| direct from the full Lambda_k [512, 512], forward | {1e3 * t_d:.2f} |")
+    print(f"ratio direct / structured (forward): {t_d / t_s:.0f}x; max relative difference of the values: {rel:.1e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,508 @@
+"""Tier 1: beam-domain multi-user PKG physics (paper 003) against independent references.
+
+References: the literal DFT formula (16), sample covariances of channels drawn by (1)-(3), the literal
+Kronecker/matrix-square-root forms of (31) and of Theorem 1 / Appendix B with explicit pilot covariance
+matrices, brute force over random semi-unitary designs, a 3 x 3 joint-covariance evaluation of the
+leakage ratio, and a Monte Carlo of the probing itself (pilots, noise, LS estimates) with the mutual
+information estimated from samples.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from physics import multiuser as mu
+
+LN2 = math.log(2.0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small matrices: one intra-op thread avoids OpenMP spin-waiting on the shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def random_paths(K, P, M, N, seed, power_db=(0.0, 10.0), on_grid=False, centres=None, spread=1.0):
+    g = gen(seed)
+    if on_grid:
+        aod = mu.beam_grid(M)[torch.randint(0, M, (K, P), generator=g)]
+        aoa = mu.beam_grid(N)[torch.randint(0, N, (K, P), generator=g)]
+    else:
+        if centres is None:
+            aod = 1.98 * torch.rand(K, P, generator=g, dtype=torch.float64) - 0.99
+        else:
+            aod = torch.as_tensor(centres, dtype=torch.float64)[:, None] + spread * (
+                2 * torch.rand(K, P, generator=g, dtype=torch.float64) - 1)
+        aoa = 1.98 * torch.rand(K, P, generator=g, dtype=torch.float64) - 0.99
+    lo, hi = power_db
+    pw = 10 ** ((lo + (hi - lo) * torch.rand(K, P, generator=g, dtype=torch.float64)) / 10)
+    return aoa, aod, pw
+
+
+def sqrtm_psd(A):
+    lam, V = torch.linalg.eigh(A)
+    return (V * lam.clamp_min(0).sqrt().to(V.dtype)[..., None, :]) @ V.mH
+
+
+def logdet(A):
+    return torch.linalg.slogdet(A)[1]
+
+
+# --------------------------------------------------------------------------------------------
+# channel model and beam domain
+# --------------------------------------------------------------------------------------------
+
+
+def test_dft_matrix_is_the_literal_16_and_unitary():
+    for N in (4, 7, 16):
+        A = mu.dft_matrix(N)
+        lit = torch.empty(N, N, dtype=torch.complex128)
+        for m1 in range(1, N + 1):  # 1-based indices exactly as printed in (16)
+            for m2 in range(1, N + 1):
+                lit[m1 - 1, m2 - 1] = complex(math.cos(-2 * math.pi * (m1 - 1) * (m2 - N / 2) / N),
+                                              math.sin(-2 * math.pi * (m1 - 1) * (m2 - N / 2) / N)) / math.sqrt(N)
+        assert torch.allclose(A, lit, atol=1e-14)
+        assert torch.allclose(A.mH @ A, torch.eye(N, dtype=A.dtype), atol=1e-13)
+        # column m is the ULA response (2) at sin = 2 m / N - 1 (003 after (15))
+        assert torch.allclose(A, mu.ula_response(N, mu.beam_grid(N)).mT, atol=1e-13)
+
+
+def test_beam_domain_channel_is_sum_of_path_outer_products():
+    aoa, aod, pw = random_paths(2, 4, 16, 4, seed=1)
+    g = gen(2)
+    alpha = torch.view_as_complex(torch.randn(2, 4, 2, generator=g, dtype=torch.float64))
+    H = mu.geometric_channel(alpha, aoa, aod, 4, 16)
+    # literal (1)-(3): sum of alpha a_UT a_BS^H with explicit loops
+    for k in range(2):
+        Hk = torch.zeros(4, 16, dtype=torch.complex128)
+        for p in range(4):
+            a_ut = torch.tensor([complex(math.cos(-math.pi * i * aoa[k, p]), math.sin(-math.pi * i * aoa[k, p]))
+                                 for i in range(4)]) / 2.0
+            a_bs = torch.tensor([complex(math.cos(-math.pi * i * aod[k, p]), math.sin(-math.pi * i * aod[k, p]))
+                                 for i in range(16)]) / 4.0
+            Hk += alpha[k, p] * torch.outer(a_ut, a_bs.conj())
+        assert torch.allclose(H[k], Hk, atol=1e-13)
+    u, v = mu.beam_vectors(aoa, aod, 4, 16)
+    Ht = mu.beam_domain_channel(H)
+    assert torch.allclose(Ht, torch.einsum("kp,kpn,kpm->knm", alpha.to(torch.complex128), u, v.conj()), atol=1e-13)
+    assert torch.allclose(u.norm(dim=-1), torch.ones(2, 4, dtype=torch.float64), atol=1e-13)
+
+
+def test_lambda_and_beam_covariances_match_sample_covariance_of_drawn_channels():
+    M, N, P, n = 8, 2, 3, 40000
+    aoa, aod, pw = random_paths(1, P, M, N, seed=3, power_db=(0, 6))
+    u, v = mu.beam_vectors(aoa, aod, N, M)
+    Lam = mu.lambda_from_paths(u, v, pw)[0]
+    a = mu.draw_path_gains(torch.diag(pw[0]), n, gen(4))
+    Ht = mu.beam_domain_channel(mu.geometric_channel(a, aoa[0], aod[0], N, M))  # [n, N, M]
+    h = Ht.mT.reshape(n, -1)  # vec stacks columns
+    emp = h.T @ h.conj() / n
+    # entries of a sample covariance of Gaussian data have sd <= max_p g_p * sum... ~ trace/sqrt(n);
+    # 6 standard errors of the largest entry
+    tol = 6 * Lam.diagonal().real.max().item() * P / math.sqrt(n)
+    assert (emp - Lam).abs().max().item() < tol
+    R_bs, R_ut = mu.beam_covariances(u, v, pw)
+    emp_bs = torch.einsum("snm,snq->mq", Ht.conj(), Ht) / n  # E{H~^H H~}
+    emp_ut = torch.einsum("snm,sqm->nq", Ht, Ht.conj()) / n  # E{H~ H~^H}
+    assert (emp_bs - R_bs[0]).abs().max().item() < tol
+    assert (emp_ut - R_ut[0]).abs().max().item() < tol * 4
+    # (19)-(20) are partial traces of the full Lambda (exact)
+    L4 = Lam.reshape(M, N, M, N)
+    assert torch.allclose(R_bs[0], torch.einsum("qnmn->mq", L4), atol=1e-12)
+    assert torch.allclose(R_ut[0], torch.einsum("mnmq->nq", L4), atol=1e-12)
+
+
+def test_beam_covariances_tend_to_diagonal_on_the_grid_and_spread_off_it():
+    M, N = 32, 4
+    aoa, aod, pw = random_paths(1, 3, M, N, seed=5, on_grid=True)
+    u, v = mu.beam_vectors(aoa, aod, N, M)
+    R_bs, _ = mu.beam_covariances(u, v, pw)
+    off = R_bs[0] - torch.diag(R_bs[0].diagonal())
+    assert off.abs().max() < 1e-12  # (20): on the DFT grid the beam-domain covariance is diagonal
+    aoa2, aod2, pw2 = random_paths(1, 3, M, N, seed=5)
+    u2, v2 = mu.beam_vectors(aoa2, aod2, N, M)
+    R2, _ = mu.beam_covariances(u2, v2, pw2)
+    assert (R2[0] - torch.diag(R2[0].diagonal())).abs().max() > 1e-3
+
+
+# --------------------------------------------------------------------------------------------
+# (31), (39), Theorem 2
+# --------------------------------------------------------------------------------------------
+
+
+def literal_31(U, Lam):
+    """(31) exactly as printed, with the matrix square root of Lambda (bits)."""
+    S = sqrtm_psd(Lam)
+    B = U.mH @ Lam @ U
+    Inv = torch.linalg.inv(torch.eye(B.shape[-1], dtype=B.dtype) + B)
+    X = S @ U @ Inv @ U.mH @ Lam @ U @ Inv @ U.mH @ S
+    return -logdet(torch.eye(Lam.shape[-1], dtype=Lam.dtype) - X) / LN2
+
+
+def test_skr_orthogonal_pilots_equals_literal_31():
+    M, N = 8, 2
+    aoa, aod, pw = random_paths(3, 4, M, N, seed=6)
+    u, v = mu.beam_vectors(aoa, aod, N, M)
+    Lam = mu.lambda_from_paths(u, v, pw)
+    P = mu.random_semi_unitary((3,), M, 3, gen(7))
+    C = mu.random_semi_unitary((3,), N, 2, gen(8))
+    U = mu.kron_design(P, C)
+    got = mu.skr_orthogonal_pilots(U, Lam)
+    ref = torch.stack([literal_31(U[k], Lam[k]) for k in range(3)])
+    assert got.dtype == torch.float64 and got.shape == (3,)
+    assert torch.allclose(got, ref, rtol=1e-9, atol=1e-10)  # float64 roundoff of a 16 x 16 inverse
+
+
+def test_kron_design_is_the_literal_kronecker_product():
+    P = mu.random_semi_unitary((), 5, 2, gen(1))
+    C = mu.random_semi_unitary((), 3, 2, gen(2))
+    assert torch.allclose(mu.kron_design(P, C), torch.kron(P.conj(), C), atol=0)
+
+
+def test_theorem2_bounds_random_designs_and_eigenvectors_attain_39():
+    M, N, n = 16, 2, 6
+    aoa, aod, pw = random_paths(4, 6, M, N, seed=9)
+    u, v = mu.beam_vectors(aoa, aod, N, M)
+    Lam = mu.lambda_from_paths(u, v, pw)
+    best = mu.optimal_rate(Lam, n)
+    U_opt = mu.theorem2_design(Lam, n)
+    # the eigenvector design attains (39) (float64 roundoff of a 32 x 32 eigendecomposition)
+    assert torch.allclose(mu.skr_orthogonal_pilots(U_opt, Lam), best, rtol=1e-10)
+    assert torch.allclose(literal_31(U_opt, Lam), best, rtol=1e-8)
+    # brute force: 300 Haar-random semi-unitary U (general, not only Kronecker) never exceed it
+    Ur = mu.random_semi_unitary((300, 4), M * N, n, gen(10))
+    rates = mu.skr_orthogonal_pilots(Ur, Lam)
+    assert torch.all(rates <= best + 1e-10)
+    # and Kronecker-structured random designs neither
+    Ur2 = mu.kron_design(mu.random_semi_unitary((300, 4), M, 3, gen(11)),
+                         mu.random_semi_unitary((300, 4), N, 2, gen(12)))
+    assert torch.all(mu.skr_orthogonal_pilots(Ur2, Lam) <= best + 1e-10)
+    # the other eigenvalue order of (39) (n smallest) gives about 0 (DESIGN.md): rank 6 < 32 - 6
+    mu_all = torch.linalg.eigvalsh(Lam).clamp_min(0)[..., :n]
+    assert torch.all(((2 * torch.log1p(mu_all) - torch.log1p(2 * mu_all)).sum(-1) / LN2) < 1e-9)
+    # path-domain evaluation (N_P x N_P Gram matrix) equals the full eigendecomposition
+    assert torch.allclose(mu.theorem2_rate_paths(u, v, pw, n), best, rtol=1e-10)
+
+
+def test_unit_vector_rule_is_optimal_on_grid_and_falls_short_off_grid():
+    M, N, n = 32, 4, 8
+    aoa, aod, pw = random_paths(20, 6, M, N, seed=13, on_grid=True)
+    u, v = mu.beam_vectors(aoa, aod, N, M)
+    Lam = mu.lambda_from_paths(u, v, pw)
+    assert (Lam - torch.diag_embed(Lam.diagonal(dim1=-2, dim2=-1))).abs().max() < 1e-12
+    on = mu.skr_orthogonal_pilots(mu.unit_vector_design(Lam, n), Lam)
+    assert torch.allclose(on, mu.optimal_rate(Lam, n), rtol=1e-10)
+    aoa, aod, pw = random_paths(20, 6, M, N, seed=14)
+    u, v = mu.beam_vectors(aoa, aod, N, M)
+    Lam = mu.lambda_from_paths(u, v, pw)
+    ratio = mu.skr_orthogonal_pilots(mu.unit_vector_design(Lam, n), Lam) / mu.optimal_rate(Lam, n)
+    assert torch.all(ratio <= 1 + 1e-12)
+    # off the grid the power leaks over neighbouring beams: DESIGN.md reports ~0.8 of (39) on average
+    assert ratio.mean() < 0.95
+
+
+# --------------------------------------------------------------------------------------------
+# Theorem 1 (30) vs the literal Kronecker form of Appendix B with explicit pilot covariances
+# --------------------------------------------------------------------------------------------
+
+
+def literal_theorem1(P, C, Lams, SD, SU):
+    """Appendix B (58)-(66) literally. ``SD[k'][k]`` = S_k'k^DL = S_k' S_k^H, ``SU[k'][k]`` likewise.
+    Noise: I_{T_D} kron C^H C (downlink) and P^T P^* kron I (uplink) (58), (60). Returns [K] bits."""
+    K = P.shape[0]
+    rates = []
+    for k in range(K):
+        # z_D,k = sum_k' ((P_k' S_k'k)^T kron C_k^H) vec(H_k) + noise (25)
+        A = sum(torch.kron((P[kp] @ SD[kp][k]).mT.contiguous(), C[k].mH.contiguous()) for kp in range(K))
+        RD = A @ Lams[k] @ A.mH + torch.kron(torch.eye(P.shape[-1], dtype=P.dtype), C[k].mH @ C[k])
+        # z_U,k = sum_k' (P_k^T kron (S_k'k^UL)^T C_k'^H) vec(H_k') + noise (26)
+        Bs = [torch.kron(P[k].mT.contiguous(), SU[kp][k].mT @ C[kp].mH) for kp in range(K)]
+        RU = sum(Bs[kp] @ Lams[kp] @ Bs[kp].mH for kp in range(K)) + torch.kron(
+            P[k].mT @ P[k].conj(), torch.eye(C.shape[-1], dtype=P.dtype))
+        RDU = A @ Lams[k] @ Bs[k].mH
+        # (56)/(64): I = -log det(I - R_U^-1 R_UD R_D^-1 R_DU)
+        X = torch.linalg.solve(RU, RDU.mH) @ torch.linalg.solve(RD, RDU)
+        rates.append(-logdet(torch.eye(X.shape[-1], dtype=X.dtype) - X) / LN2)
+    return torch.stack(rates)
+
+
+@pytest.fixture(scope="module")
+def small_system():
+    K, M, N, Np, Me, Ne = 3, 8, 2, 3, 2, 2
+    aoa, aod, pw = random_paths(K, Np, M, N, seed=20, power_db=(0, 10))
+    u, v = mu.beam_vectors(aoa, aod, N, M)
+    Lam = mu.lambda_from_paths(u, v, pw)
+    P = mu.random_semi_unitary((K,), M, Me, gen(21))
+    C = mu.random_semi_unitary((K,), N, Ne, gen(22))
+    return dict(K=K, M=M, N=N, Np=Np, Me=Me, Ne=Ne, aoa=aoa, aod=aod, pw=pw, u=u, v=v, Lam=Lam, P=P, C=C)
+
+
+def test_pilot_reuse_30_equals_literal_theorem1(small_system):
+    s = small_system
+    K, Me, Ne = s["K"], s["Me"], s["Ne"]
+    eye = [[torch.eye(Me, dtype=torch.complex128)] * K for _ in range(K)]
+    eyeU = [[torch.eye(Ne, dtype=torch.complex128)] * K for _ in range(K)]
+    # (30) holds for any precoder scale too (budget-scaled designs): scale P by 0.7
+    for scale in (1.0, 0.7):
+        P = s["P"] * scale
+        ref = literal_theorem1(P, s["C"], s["Lam"], eye, eyeU)
+        got = mu.skr_pilot_reuse(P, s["C"], s["Lam"])
+        assert got.dtype == torch.float64 and got.shape == (K,)
+        assert torch.allclose(got, ref, rtol=1e-9, atol=1e-11)  # float64 solves of 4 x 4 systems
+        # the path-domain form the scenario trains on
+        G = torch.diag(s["pw"].reshape(-1))
+        assert torch.allclose(mu.skr_pilot_reuse_paths(P, s["C"], s["u"], s["v"], G), ref, rtol=1e-9, atol=1e-11)
+
+
+def test_30_reduces_to_31_with_orthogonal_pilots(small_system):
+    s = small_system
+    K, Me, Ne = s["K"], s["Me"], s["Ne"]
+    zD, zU = torch.zeros(Me, Me, dtype=torch.complex128), torch.zeros(Ne, Ne, dtype=torch.complex128)
+    SD = [[torch.eye(Me, dtype=torch.complex128) if i == j else zD for j in range(K)] for i in range(K)]
+    SU = [[torch.eye(Ne, dtype=torch.complex128) if i == j else zU for j in range(K)] for i in range(K)]
+    ref = literal_theorem1(s["P"], s["C"], s["Lam"], SD, SU)
+    got31 = mu.skr_orthogonal_pilots(mu.kron_design(s["P"], s["C"]), s["Lam"])
+    assert torch.allclose(got31, ref, rtol=1e-9, atol=1e-11)
+    # K = 1: (30) is (31) (Remark 5)
+    one = mu.skr_pilot_reuse(s["P"][:1], s["C"][:1], s["Lam"][:1])
+    assert torch.allclose(one, got31[:1], rtol=1e-10)
+
+
+def test_interference_neutralisation_makes_30_equal_31():
+    # Remark 6: P~_k^H R~_BS,k' = 0 for k' != k (non-overlapping beams on the grid) -> (30) = (31)
+    M, N, Me, Ne = 16, 2, 3, 2
+    grid = mu.beam_grid(M)
+    aod = torch.stack([grid[[0, 1, 2]], grid[[5, 6, 7]], grid[[10, 11, 12]]])
+    aoa = 1.98 * torch.rand(3, 3, generator=gen(30), dtype=torch.float64) - 0.99
+    pw = 10 ** (torch.rand(3, 3, generator=gen(31), dtype=torch.float64))
+    u, v = mu.beam_vectors(aoa, aod, N, M)
+    Lam = mu.lambda_from_paths(u, v, pw)
+    R_bs, R_ut = mu.beam_covariances(u, v, pw)
+    P, C = mu.algorithm1_design(R_bs, R_ut, Me, Ne, overlap_threshold_db=-30)
+    r30 = mu.skr_pilot_reuse(P, C, Lam)
+    r31 = mu.skr_orthogonal_pilots(mu.kron_design(P, C), Lam)
+    assert torch.allclose(r30, r31, rtol=1e-10)
+    # Algorithm 1 on the grid, users not overlapping: Theorem 2's rate (n = M_e N_e) per user
+    assert torch.allclose(r30, mu.optimal_rate(Lam, Me * Ne), rtol=1e-10)
+
+
+def test_algorithm1_equals_theorem2_on_grid_for_separated_users_at_paper_size():
+    # 003 Sec. VI: M = 128, K = 6, N_k = 4, 6 paths, M_e = 6, N_e = 4; paths on the DFT grid, each
+    # user's 6 BS beams inside its own block of 12 beams and the blocks 9 beams apart
+    M, K, N, Np, Me, Ne = 128, 6, 4, 6, 6, 4
+    g = gen(40)
+    grid, grid_ut = mu.beam_grid(M), mu.beam_grid(N)
+    aod = torch.stack([grid[21 * k + torch.randperm(12, generator=g)[:Np]] for k in range(K)])
+    aoa = grid_ut[torch.randint(0, N, (K, Np), generator=g)]
+    pw = 10 ** (2 * torch.rand(K, Np, generator=g, dtype=torch.float64))
+    u, v = mu.beam_vectors(aoa, aod, N, M)
+    R_bs, R_ut = mu.beam_covariances(u, v, pw)
+    P, C = mu.algorithm1_design(R_bs, R_ut, Me, Ne)
+    G = torch.diag(pw.reshape(-1))
+    r30 = mu.skr_pilot_reuse_paths(P, C, u, v, G)
+    assert torch.allclose(r30, mu.theorem2_rate_paths(u, v, pw, Me * Ne), rtol=1e-10)
+    # disjoint beams: downlink power exactly K M_e, untouched by the budget
+    assert math.isclose(float((P.sum(-3).abs() ** 2).sum()), K * Me, rel_tol=1e-12)
+    assert torch.equal(mu.apply_budget(P, K * Me), P)
+
+
+def test_pilot_reuse_full_lambda_matches_paths_at_paper_size():
+    M, K, N, Np, Me, Ne = 128, 6, 4, 6, 6, 4
+    aoa, aod, pw = random_paths(K, Np, M, N, seed=41)
+    u, v = mu.beam_vectors(aoa, aod, N, M)
+    P = mu.random_semi_unitary((K,), M, Me, gen(42))
+    C = mu.random_semi_unitary((K,), N, Ne, gen(43))
+    full = mu.skr_pilot_reuse(P, C, mu.lambda_from_paths(u, v, pw))
+    paths = mu.skr_pilot_reuse_paths(P, C, u, v, torch.diag(pw.reshape(-1)))
+    assert torch.allclose(full, paths, rtol=1e-9, atol=1e-11)
+
+
+def test_leakage_aware_27_full_lambda_matches_paths():
+    K, M, N, Np, Me, Ne = 3, 8, 2, 3, 2, 2
+    aoa, aod, pw = random_paths(K, Np, M, N, seed=44)
+    aod[1, 0] = aod[0, 0]  # UT 0 and UT 1 share a scatterer: same AoD, correlated gains
+    G = torch.diag(pw.reshape(-1))
+    G[0 * Np + 0, 1 * Np + 0] = G[1 * Np + 0, 0 * Np + 0] = 0.9 * math.sqrt(pw[0, 0] * pw[1, 0])
+    u, v = mu.beam_vectors(aoa, aod, N, M)
+    P = mu.random_semi_unitary((K,), M, Me, gen(45))
+    C = mu.random_semi_unitary((K,), N, Ne, gen(46))
+    full = mu.skr_leakage_aware(P, C, mu.lambda_joint_from_paths(u, v, G))
+    paths = mu.skr_leakage_aware_paths(P, C, u, v, G)
+    assert torch.allclose(full, paths, rtol=1e-9, atol=1e-11)
+    # a block-diagonal joint Lambda gives back the per-user Lambda of (30)
+    Lj = mu.lambda_joint_from_paths(u, v, torch.diag(pw.reshape(-1)))
+    assert torch.allclose(Lj[..., range(K), range(K), :, :], mu.lambda_from_paths(u, v, pw), atol=1e-13)
+
+
+# --------------------------------------------------------------------------------------------
+# leakage ratio (43)
+# --------------------------------------------------------------------------------------------
+
+
+def leakage_from_covariance(rho, s):
+    """gamma = 1 - R_l/R_h with R = I(x_D; x_U | w) of unit-power complex channels h1, h2 with
+    E{h1 h2^*} = rho, x_D = h1 + n, x_U = h1 + n', w = h2 + n'' (noises of variance s): 3 x 3 logdets."""
+    def cond_mi(r):
+        C = torch.tensor([[1 + s, 1, r], [1, 1 + s, r], [r, r, 1 + s]], dtype=torch.float64)
+        return logdet(C[[0, 2]][:, [0, 2]]) + logdet(C[[1, 2]][:, [1, 2]]) - logdet(C) - math.log(1 + s)
+    return 1 - cond_mi(rho) / cond_mi(0.0)
+
+
+def test_leakage_ratio_against_joint_covariance_and_limits():
+    for rho in (0.0, 0.3, -0.6, 0.9, 1.0):
+        for s in (1e-3, 0.1, 1.0, 10.0):
+            assert float(mu.leakage_ratio(rho, s)) == pytest.approx(leakage_from_covariance(rho, s), abs=1e-10)
+    s = torch.logspace(-6, 2, 30, dtype=torch.float64)
+    assert torch.all(mu.leakage_ratio(0.0, s).abs() < 1e-14)
+    for rho in (0.2, 0.7, 1.0):
+        assert torch.equal(mu.leakage_ratio(rho, s), mu.leakage_ratio(-rho, s))  # even in rho
+    closed = torch.log((1 + s) ** 3 * (3 + s) / (s * (2 + s) ** 3)) / torch.log((1 + s) ** 2 / (s * (2 + s)))
+    assert torch.allclose(mu.leakage_ratio(1.0, s), closed, rtol=1e-10)  # DESIGN.md's rho = 1 form
+    assert float(mu.leakage_ratio(1.0, 1e-6)) == pytest.approx(0.978, abs=5e-4)  # DESIGN.md's number
+    # -> 1 logarithmically: 1 - gamma ~ log(4/3) / log(1/(2 s)); relative error O(s + 1/log(1/s))
+    for s0 in (1e-8, 1e-12, 1e-16):
+        gap = 1 - float(mu.leakage_ratio(1.0, s0))
+        assert gap * math.log(1 / (2 * s0)) == pytest.approx(math.log(4 / 3), rel=1e-6)
+    # rho < 1: leakage falls again at high SNR (003 Fig. 9)
+    assert float(mu.leakage_ratio(0.9, 1e-8)) < float(mu.leakage_ratio(0.9, 1e-2))
+
+
+# --------------------------------------------------------------------------------------------
+# Monte Carlo of the probing: pilots, noise, LS estimates, MI from samples
+# --------------------------------------------------------------------------------------------
+
+
+def mc_tolerance(se, d_x, d_y, n_batch):
+    """4 standard errors plus the plug-in estimator's bias bound: the Gaussian MI estimate from n samples
+    of a complex d_x + d_y vector is biased by about d_x d_y / n nats (first-order term of the
+    log-det bias), here converted to bits."""
+    return 4 * se + d_x * d_y / n_batch / LN2
+
+
+@pytest.mark.parametrize("pilots", ["reuse", "orthogonal"])
+def test_monte_carlo_probing_matches_30_and_31(small_system, pilots):
+    s = small_system
+    K, d = s["K"], s["Me"] * s["Ne"]
+    G = torch.diag(s["pw"].reshape(-1))
+    n, batches = 60000, 20
+    obs = mu.simulate_probing(s["P"], s["C"], s["aoa"], s["aod"], G, n, gen(50), pilots=pilots)
+    closed = (mu.skr_pilot_reuse(s["P"], s["C"], s["Lam"]) if pilots == "reuse"
+              else mu.skr_orthogonal_pilots(mu.kron_design(s["P"], s["C"]), s["Lam"]))
+    for k in range(K):
+        mean, se = mu.mc_mutual_information(obs["z_D"][:, k], obs["z_U"][:, k], batches=batches)
+        assert abs(mean - float(closed[k])) < mc_tolerance(se, d, d, n // batches), (k, mean, float(closed[k]), se)
+
+
+def test_monte_carlo_probing_matches_27_with_shared_scatterers():
+    K, M, N, Np, Me, Ne = 2, 8, 2, 3, 2, 2
+    aoa, aod, pw = random_paths(K, Np, M, N, seed=60, power_db=(5, 10))
+    aod[1, :2] = aod[0, :2]  # two shared scatterers
+    G = torch.diag(pw.reshape(-1))
+    for p in range(2):
+        G[p, Np + p] = G[Np + p, p] = 0.95 * math.sqrt(pw[0, p] * pw[1, p])
+    u, v = mu.beam_vectors(aoa, aod, N, M)
+    P = mu.random_semi_unitary((K,), M, Me, gen(61))
+    C = mu.random_semi_unitary((K,), N, Ne, gen(62))
+    closed = mu.skr_leakage_aware(P, C, mu.lambda_joint_from_paths(u, v, G))
+    n, batches = 60000, 20
+    obs = mu.simulate_probing(P, C, aoa, aod, G, n, gen(63))
+    d = Me * Ne
+    for k in range(K):
+        i = 1 - k
+        mean, se = mu.mc_mutual_information(obs["z_D"][:, k], obs["z_U"][:, k], obs["z_D"][:, i], batches=batches)
+        assert abs(mean - float(closed[k])) < mc_tolerance(se, d, 2 * d, n // batches), (k, mean, float(closed[k]))
+    # sharing scatterers leaks: (27) is below the rate that ignores the curious UT (30)
+    r30 = mu.skr_pilot_reuse_paths(P, C, u, v, G)
+    assert torch.all(closed < r30)
+
+
+# --------------------------------------------------------------------------------------------
+# designs and budget
+# --------------------------------------------------------------------------------------------
+
+
+def test_budget_scales_coherent_precoders_only():
+    e = torch.eye(8, dtype=torch.complex128)[:, :2]
+    P = torch.stack([e, e])  # both UTs on the same two beams: power ||2 e||^2 = 8 > K M_e = 4
+    Pb = mu.apply_budget(P, 4.0)
+    assert math.isclose(float((Pb.sum(-3).abs() ** 2).sum()), 4.0, rel_tol=1e-12)
+    assert torch.equal(mu.apply_budget(P, None), P)
+    # the uplink rate is scale-invariant, so only the downlink loses: rate with budget <= without
+    aoa, aod, pw = random_paths(2, 3, 8, 2, seed=70)
+    u, v = mu.beam_vectors(aoa, aod, 2, 8)
+    Lam = mu.lambda_from_paths(u, v, pw)
+    C = torch.eye(2, dtype=torch.complex128).expand(2, 2, 2)
+    assert torch.all(mu.skr_pilot_reuse(Pb, C, Lam) <= mu.skr_pilot_reuse(P, C, Lam) + 1e-12)
+
+
+def test_algorithm1_threshold_and_disjointness():
+    M, N, Me, Ne = 64, 4, 6, 4
+    aoa, aod, pw = random_paths(4, 6, M, N, seed=80, centres=[-0.5, -0.45, 0.2, 0.6], spread=0.05)
+    u, v = mu.beam_vectors(aoa, aod, N, M)
+    R_bs, R_ut = mu.beam_covariances(u, v, pw)
+    for t in (-10.0, -20.0, -40.0):
+        P, C = mu.algorithm1_design(R_bs, R_ut, Me, Ne, overlap_threshold_db=t)
+        used = P.abs().sum(-1).real  # [K, M] 0/1 occupancy
+        assert torch.all(used.sum(0) <= 1)  # beams disjoint across UTs
+        mu._check_semi_unitary("P", P)
+    Ps, _ = mu.strongest_beams_design(R_bs, R_ut, Me, Ne)
+    assert torch.any(Ps.abs().sum(-1).real.sum(0) > 1)  # the overlapping UTs 0 and 1 share beams
+
+
+# --------------------------------------------------------------------------------------------
+# bad input
+# --------------------------------------------------------------------------------------------
+
+
+def test_bad_input_names_the_value():
+    aoa, aod, pw = random_paths(2, 3, 8, 2, seed=90)
+    u, v = mu.beam_vectors(aoa, aod, 2, 8)
+    Lam = mu.lambda_from_paths(u, v, pw)
+    R_bs, R_ut = mu.beam_covariances(u, v, pw)
+    with pytest.raises(ValueError, match="K M_e <= M.*K=2, M_e=5, M=8"):
+        mu.algorithm1_design(R_bs, R_ut, 5, 2)
+    with pytest.raises(ValueError, match="N_k must be an integer >= 1, got 0"):
+        mu.beam_vectors(aoa, aod, 0, 8)
+    with pytest.raises(ValueError, match="M must be an integer >= 1, got 2.5"):
+        mu.geometric_channel(torch.ones(3), aoa[0], aod[0], 2, 2.5)
+    bad = Lam[0].clone()
+    bad[0, 1] += 1.0
+    with pytest.raises(ValueError, match="Hermitian"):
+        mu.optimal_rate(bad, 2)
+    with pytest.raises(ValueError, match="positive semi-definite.*smallest eigenvalue -1"):
+        mu.optimal_rate(-torch.eye(4, dtype=torch.complex128), 2)
+    with pytest.raises(ValueError, match="path powers g must be finite"):
+        mu.lambda_from_paths(u, v, torch.tensor([[1.0, float("inf"), 1.0]] * 2))
+    with pytest.raises(ValueError, match="path powers g must be >= 0"):
+        mu.lambda_from_paths(u, v, -pw)
+    with pytest.raises(ValueError, match=r"rho must lie in \[-1, 1\], got 1.5"):
+        mu.leakage_ratio(1.5, 1.0)
+    with pytest.raises(ValueError, match="noise_var must be finite and > 0, got 0"):
+        mu.leakage_ratio(0.5, 0.0)
+    with pytest.raises(ValueError, match="T_D = 3 is shorter than the effective channel: need T_D >= 4"):
+        mu.check_pilot_lengths(3, 4, 4, 4)
+    with pytest.raises(ValueError, match="T_U = 7 is shorter.*need T_U >= 8"):
+        mu.check_pilot_lengths(12, 7, 6, 4, K=2, pilots="orthogonal")
+    with pytest.raises(ValueError, match="n .* exceeds the channel dimension M N_k = 16"):
+        mu.optimal_rate(Lam, 17)
+    with pytest.raises(ValueError, match="semi-unitary"):
+        mu.skr_orthogonal_pilots(2 * mu.unit_vector_design(Lam, 2), Lam)
+    with pytest.raises(ValueError, match="sin_angle must lie in"):
+        mu.ula_response(4, 1.2)
+    with pytest.raises(ValueError, match="M_e must be an integer >= 1, got 2.5"):
+        mu.strongest_beams_design(R_bs, R_ut, 2.5, 2)
+
+
+# --------------------------------------------------------------------------------------------
+# the ninth NIST test of 003 Table I (keygen/randomness.py, appended for 003)
+# --------------------------------------------------------------------------------------------

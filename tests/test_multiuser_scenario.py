@@ -1,0 +1,304 @@
+"""Tier 2/3: the beam-domain multi-user scenario (003) in the scenario contract: sampling, design space
+(feasibility, torch.export round trip), the structured objective against the full-Lambda closed forms,
+baselines, optimum, subsets, both configs through ``train.main`` and a slow learned-design run."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.pkgnet import PKGNet
+from physics import multiuser as mu
+from physics.multiuser import MultiUserScenario
+from physics.scenarios import Scenario, check_description, generator_for
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = [str(REPO / "configs" / "pkgnet" / f"{n}.yaml") for n in ("multiuser", "multiuser_shared")]
+SMALL_DIMS = dict(M=32, K=4, N_k=2, N_P=3, M_e=3, N_e=2, spread=0.08, separated_gap_range=(0.3, 0.4),
+                  overlapping_gap_range=(0.02, 0.1))
+FAST = [
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+    "--trainer.logger=false",
+    "--model.init_args.scenario.init_args.M=32",
+    "--model.init_args.scenario.init_args.K=4",
+    "--model.init_args.scenario.init_args.N_k=2",
+    "--model.init_args.scenario.init_args.N_P=3",
+    "--model.init_args.scenario.init_args.M_e=3",
+    "--model.init_args.scenario.init_args.N_e=2",
+    "--model.init_args.scenario.init_args.separated_gap_range=[0.2, 0.3]",
+    "--model.init_args.net.init_args.hidden=[32]",
+    "--data.init_args.train_draws_per_epoch=40",
+    "--data.init_args.batch_size=20",
+    "--data.init_args.val_draws=20",
+    "--data.init_args.test_draws=20",
+    "--data.init_args.eval_batch_size=20",
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small matrices: one intra-op thread avoids OpenMP spin-waiting on the shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def cplx(t):
+    return torch.view_as_complex(t.double().contiguous())
+
+
+# --------------------------------------------------------------------------------------------
+# contract, sampling, features
+# --------------------------------------------------------------------------------------------
+
+
+def test_contract_names_and_description():
+    sc = MultiUserScenario()
+    assert isinstance(sc, Scenario) and sc.num_users() == 6
+    desc = check_description(sc.describe(), "MultiUserScenario")
+    json.dumps(desc)
+    assert desc["outputs"] == {"P": [6, 128, 6, 2], "C": [6, 4, 4, 2]}
+    assert len(sc.feature_names) == 108 == len(sc.feature_units)
+    assert sc.feature_names[0] == "sin_aod_u0_p0" and sc.feature_names[72] == "power_db_u0_p0"
+    sh = MultiUserScenario(shared_paths=2, objective="leakage")
+    assert len(sh.feature_names) == 144 and sh.feature_names[-1] == "rho_shared_u5_p5"
+    assert sh.describe()["scenario"] == "multiuser_003_shared"
+
+
+def test_training_distribution_is_the_pinned_generator():
+    sc = MultiUserScenario()
+    b = sc.sample(2000, generator_for(0, 1))
+    aod, p = b["sin_aod"], b["power_db"]
+    assert aod.shape == (2000, 6, 6) and b["sin_aoa"].shape == (2000, 6, 6)
+    assert aod.abs().max() <= 0.95 and b["sin_aoa"].abs().max() <= 0.95
+    centre = (aod.amax(-1) + aod.amin(-1)) / 2
+    assert torch.all(centre[:, 1:] > centre[:, :-1] - 2 * sc.spread)  # UTs ordered by centre angle
+    assert torch.all((aod - aod.mean(-1, keepdim=True)).abs() <= 2 * sc.spread)
+    assert torch.all(p[..., 1:] <= p[..., :-1])  # paths sorted by power
+    total = 10 * torch.log10((10 ** (p / 10)).sum(-1))  # each UT's total = the draw's SNR
+    assert torch.allclose(total, b["snr_db"][:, None].expand(-1, 6), atol=1e-9)
+    sub = sc.subsets(b)
+    # p_overlapping = 0.5: about half the draws in each subset (4 standard errors of a binomial mean)
+    assert abs(sub["overlapping"].double().mean().item() - 0.5) < 4 * 0.5 / math.sqrt(2000)
+    x = sc.features(b)
+    low, high = (torch.tensor(v, dtype=torch.float64) for v in sc.feature_bounds())
+    assert torch.all(x >= low - 1e-9) and torch.all(x <= high + 1e-9)
+    sh = MultiUserScenario(shared_paths=2, objective="leakage", p_overlapping=1.0)
+    bs = sh.sample(500, generator_for(0, 2))
+    assert torch.equal(bs["sin_aod"][:, 1, :2], bs["sin_aod"][:, 0, :2])  # shared scatterers: same AoD
+    r = bs["rho_shared"]
+    assert torch.all((r[:, :, :2] >= 0.8) & (r[:, :, :2] <= 1.0)) and torch.all(r[:, :, 2:] == 0)
+    assert sh.subsets(bs)["shared_scatterers"].all()
+
+
+def test_point_and_bad_constructor_values():
+    sc = MultiUserScenario()
+    pt = sc.point(5, snr_db=torch.linspace(0, 20, 5))
+    assert pt["power_db"].shape == (5, 6, 6) and sc.subsets(pt)["separated"].all()
+    assert sc.subsets(sc.point(2, gap=0.05))["overlapping"].all()
+    with pytest.raises(ValueError, match="unknown point field 'snr'"):
+        sc.point(1, snr=3)
+    bad = [
+        (dict(K=22, M_e=6), "need K M_e <= M, got K=22, M_e=6, M=128"),
+        (dict(N_k=0), "N_k must be an integer >= 1, got 0"),
+        (dict(M_e=2.5), "M_e must be an integer >= 1, got 2.5"),
+        (dict(N_e=5), "N_e must be <= N_k, got N_e=5, N_k=4"),
+        (dict(objective="sum"), "objective must be one of"),
+        (dict(budget="yes"), "budget must be true or false"),
+        (dict(spread=float("nan")), "spread must be finite"),
+        (dict(shared_paths=7), "shared_paths must be <= N_P = 6, got 7"),
+        (dict(rho_range=(0.5, 1.5)), "rho_range range must end at <= 1.0"),
+        (dict(K=12, M_e=2), "clusters need"),
+    ]
+    for kw, msg in bad:
+        with pytest.raises(ValueError) as err:
+            MultiUserScenario(**kw)
+        assert msg in str(err.value), (kw, str(err.value))
+    with pytest.raises(ValueError, match="power_db must be finite"):
+        b = sc.point(1)
+        b["power_db"][0, 0, 0] = float("inf")
+        sc.skr(b, sc.baselines(b, generator_for(0))["eigen_beams"])
+
+
+# --------------------------------------------------------------------------------------------
+# design space and objective
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("budget", [True, False])
+def test_design_space_outputs_are_feasible(budget):
+    sc = MultiUserScenario(budget=budget)
+    torch.manual_seed(0)
+    net = PKGNet([32]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space())
+    b = sc.sample(16, generator_for(3))
+    out = net(sc.features(b).float())
+    assert out["P"].shape == (16, 6, 128, 6, 2) and out["C"].shape == (16, 6, 4, 4, 2)
+    assert out["P"].dtype == torch.float32 and not out["P"].is_complex()
+    P, C = cplx(out["P"]), cplx(out["C"])
+    gram = P.mH @ P  # c^2 I: orthonormal columns times the common budget scale c <= 1
+    c2 = gram.diagonal(dim1=-2, dim2=-1).real.mean(-1)
+    eye = torch.eye(6, dtype=torch.complex128)
+    assert torch.allclose(gram, c2[..., None, None] * eye, atol=1e-5)  # float32 Gram-Schmidt, 128 rows
+    assert torch.allclose(C.mH @ C, torch.eye(4, dtype=torch.complex128).expand(16, 6, 4, 4), atol=1e-5)
+    power = (P.sum(1).abs() ** 2).sum((-1, -2))
+    if budget:
+        assert torch.all(power <= 36 * (1 + 1e-5)) and torch.all(c2 <= 1 + 1e-5)
+    else:
+        assert torch.allclose(c2, torch.ones_like(c2), atol=1e-5)
+    # the scenario's objective is the structured (30) and gradients reach the net
+    r = sc.skr(b, out)
+    assert r.shape == (16, 6) and r.dtype == torch.float64
+    (-r.sum(-1).mean()).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+
+
+def test_skr_equals_full_lambda_closed_forms():
+    sc = MultiUserScenario(**SMALL_DIMS, shared_paths=2, objective="leakage", p_overlapping=1.0)
+    b = sc.sample(3, generator_for(4))
+    d = sc.baselines(b, generator_for(5))["eigen_beams"]
+    P, C = cplx(d["P"]), cplx(d["C"])
+    pth = sc.paths(b)
+    Lj = mu.lambda_joint_from_paths(pth["u"], pth["v"], pth["G"])
+    exact = mu.skr_leakage_aware(P, C, Lj)  # literal (27) over all curious UTs, full Lambda
+    assert torch.allclose(sc.rates(b, P, C, "leakage_exact"), exact, rtol=1e-9, atol=1e-10)
+    # training objective: partner only, min'ed with (30): a lower bound that is tight where the partner leaks
+    lb = sc.skr(b, d)
+    assert torch.all(lb <= exact + 1e-9)
+    Lam = Lj[..., range(sc.K), range(sc.K), :, :]
+    r30 = mu.skr_pilot_reuse(P, C, Lam)  # (30) ignores the shared correlation
+    assert torch.allclose(sc.rates(b, P, C, "reuse"), r30, rtol=1e-9, atol=1e-10)
+    # the bound is min'ed with the true I(z_D; z_U) of the correlated channels (not with (30))
+    true_mi = mu.skr_pilot_reuse_paths(P, C, pth["u"], pth["v"], pth["G"])
+    assert torch.all(lb <= true_mi + 1e-9)
+    assert torch.any(lb < true_mi - 1e-3)  # the partner does leak here
+    # with orthogonal pilots each UT gets (31); eigen beams (M_e = N_P) attain Theorem 2 there
+    r31 = mu.skr_orthogonal_pilots(mu.kron_design(P / P[..., :, :1].norm(dim=-2, keepdim=True), C), Lam)
+    assert torch.allclose(sc.rates(b, P, C, "orthogonal"), r31, rtol=1e-9)
+    assert torch.allclose(r31, sc.theorem2_rates(b), rtol=1e-8)
+
+
+def test_design_space_at_zero_output_is_eigen_beams():
+    """W = 0, C-head 0: the span of each UT's own paths, i.e. eigen beams (M_e = N_P): Theorem 2's rate
+    with orthogonal pilots."""
+    sc = MultiUserScenario()
+    b = sc.sample(4, generator_for(6))
+    ds = sc.design_space()
+    out = ds({k: torch.zeros(4, n) for k, n in ds.heads.items()}, sc.features(b).float())
+    r = sc.rates(b, cplx(out["P"]), cplx(out["C"]), "orthogonal")
+    assert torch.allclose(r, sc.theorem2_rates(b), rtol=1e-4)  # float32 design, float64 rate
+
+
+def test_baselines_budget_optimum_and_subsets():
+    sc = MultiUserScenario(**SMALL_DIMS)
+    b = sc.sample(6, generator_for(7))
+    base = sc.baselines(b, generator_for(8))
+    assert set(base) == {"beam_selection", "strongest_overlapping", "eigen_beams", "random_semi_unitary"}
+    for name, d in base.items():
+        P = cplx(d["P"])
+        assert (P.sum(1).abs() ** 2).sum((-1, -2)).max() <= sc.K * sc.M_e * (1 + 1e-12), name
+    occ = cplx(base["beam_selection"]["P"]).abs().sum(-1)  # [n, K, M] beam occupancy
+    assert torch.all(occ.sum(1) <= 1 + 1e-12)  # Algorithm 1: disjoint beams
+    rates = {k: sc.skr(b, d).sum(-1) for k, d in base.items()}
+    opt = sc.optimum(b, generator_for(9), steps=15, restarts=4)
+    r_opt = sc.skr(b, opt).sum(-1)
+    for k in ("beam_selection", "strongest_overlapping", "eigen_beams"):  # the optimum starts from them
+        assert torch.all(r_opt >= rates[k] - 1e-9), k
+    P = cplx(opt["P"])
+    assert (P.sum(1).abs() ** 2).sum((-1, -2)).max() <= sc.K * sc.M_e * (1 + 1e-9)
+    with pytest.raises(ValueError, match="restarts must be >= 3"):
+        sc.optimum(b, generator_for(9), steps=1, restarts=2)
+
+
+def test_without_budget_coherent_precoders_are_not_scaled():
+    sc, sc_nb = MultiUserScenario(**SMALL_DIMS), MultiUserScenario(**SMALL_DIMS, budget=False)
+    b = sc.point(2, gap=0.02)  # strongly overlapping: the strongest beams coincide
+    d, d_nb = (s.baselines(b, generator_for(0))["strongest_overlapping"] for s in (sc, sc_nb))
+    p, p_nb = ((cplx(x["P"]).sum(1).abs() ** 2).sum((-1, -2)) for x in (d, d_nb))
+    assert torch.all(p_nb > sc.K * sc.M_e) and torch.allclose(p, torch.full_like(p, sc.K * sc.M_e))
+    assert torch.all(sc_nb.skr(b, d_nb).sum(-1) >= sc.skr(b, d).sum(-1))
+
+
+def test_design_space_exports_and_round_trips(tmp_path):
+    """torch.export of the whole net (raw features -> P, C), save/load, same outputs; no complex outputs."""
+    from models.export import export_pkgnet
+
+    sc = MultiUserScenario(M=16, K=2, N_k=2, N_P=2, M_e=2, N_e=2)  # tracing unrolls Gram-Schmidt: keep it small
+    torch.manual_seed(0)
+    net = PKGNet([16]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space()).eval()
+    meta = export_pkgnet(net, sc, tmp_path / "mu.pt2")
+    assert meta["scenario"] == "multiuser_003" and meta["outputs"]["P"] == [2, 16, 2, 2]
+    prog = torch.export.load(tmp_path / "mu.pt2")
+    x = sc.features(sc.sample(5, generator_for(10))).float()
+    outs = prog.module()(x)
+    with torch.no_grad():
+        ref = net(x)
+    got = dict(zip(meta["outputs_order"], outs, strict=True))
+    for k in ("P", "C"):
+        assert not got[k].is_complex() and got[k].shape == ref[k].shape
+        assert torch.allclose(got[k], ref[k], atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# the configs through the CLI
+# --------------------------------------------------------------------------------------------
+
+
+def small_config(config: str, tmp_path: Path) -> str:
+    """The config with a cheap per-instance optimum (list items cannot be overridden on the command line)."""
+    import yaml
+
+    cfg = yaml.safe_load(Path(config).read_text())
+    for cb in cfg["trainer"]["callbacks"]:
+        if cb["class_path"].endswith("BaselineCallback"):
+            cb["init_args"].update(optimum_draws=2, test_optimum_draws=2, optimum_options={"steps": 2, "restarts": 3})
+    out = tmp_path / Path(config).name
+    out.write_text(yaml.safe_dump(cfg))
+    return str(out)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: Path(p).stem)
+def test_config_fast_dev_run(cli_env, config, tmp_path):
+    cli = cli_env.main(["fit", "--config", small_config(config, tmp_path), "--trainer.fast_dev_run=true", *FAST])
+    assert cli.trainer.state.finished
+    m = cli.trainer.callback_metrics
+    assert math.isfinite(float(m["train/loss"])) and math.isfinite(float(m["val/skr_bits"]))
+    for name in ("beam_selection", "strongest_overlapping", "eigen_beams", "random_semi_unitary"):
+        key = f"val/skr_bits_{name}"
+        if key in m:  # the callback names the scenario's baselines
+            assert math.isfinite(float(m[key])), key
+
+
+@pytest.mark.slow
+def test_learned_design_beats_analytic_baselines_on_overlapping_users():
+    """~20 s on a free core: 8 epochs of 500 draws at K = 4, M = 64, then 300 held-out draws: on overlapping
+    users the learned sum SKR (30) is >= 1.05x the best analytic baseline (issue 14's target; measured 1.11x),
+    and on separated users >= 0.99 of the sum of Theorem 2's single-user rates (measured 1.07: pilot reuse
+    under a total downlink budget lets the design move power between UTs, which (31) does not)."""
+    sc = MultiUserScenario(M=64, K=4, N_k=4, N_P=4, M_e=4, N_e=4, spread=0.06,
+                           separated_gap_range=(0.2, 0.3), overlapping_gap_range=(0.02, 0.08))
+    torch.manual_seed(0)
+    net = PKGNet([128, 128]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space())
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    for ep in range(8):
+        for i in range(10):
+            b = sc.sample(50, generator_for(0, 1, ep, i))
+            loss = -sc.skr(b, net(sc.features(b).float())).sum(-1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    test = sc.sample(300, generator_for(2024, 7))  # not seen in training
+    with torch.no_grad():
+        learned = sc.skr(test, net(sc.features(test).float())).sum(-1)
+    base = {k: sc.skr(test, d).sum(-1) for k, d in sc.baselines(test, generator_for(1)).items()}
+    sub = sc.subsets(test)
+    ov = sub["overlapping"]
+    best = max(base[k][ov].mean() for k in ("beam_selection", "strongest_overlapping", "eigen_beams"))
+    assert learned[ov].mean() >= 1.05 * best, (learned[ov].mean(), best)
+    th = sc.theorem2_rates(test).sum(-1)
+    assert learned[sub["separated"]].mean() >= 0.99 * th[sub["separated"]].mean()

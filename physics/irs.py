@@ -619,8 +619,8 @@ def precoder_from_allocation(stats: IRSStats, z: torch.Tensor, P_max, basis: str
     """P = sqrt(P_max/M) P_e with P_e = (R_B^{-1/2} U Lambda U^H)^* (001 after (48)).
 
     ``basis="eigen"``: U = U_B (docs/architecture.md section 1: only then does (48a) equal
-    Tr(P_e P_e^H) = M), which gives P_e = U_B diag(sqrt z) U_B^H. ``basis="identity"``: U = I as printed in 001; P_e is then
-    rescaled. Either way Tr(P P^H) = P_max exactly.
+    Tr(P_e P_e^H) = M), which gives P_e = U_B diag(sqrt z) U_B^H. ``basis="identity"``: U = I as
+    printed in 001; P_e is then rescaled. Either way Tr(P P^H) = P_max exactly.
     """
     lam, U = stats.rb_eig()
     P_max = _check_pmax(P_max, stats)

@@ -190,7 +190,7 @@ def main(argv=None) -> None:
                          "fig5_zoom_skr_vs_psie.png")
     md = ["# Paper 004 (near-field XL-MIMO key generation): Figs 3-5 reproduced", "",
           f"PKG-Net: {source}. SKR = 004 (23) in bits per channel probe, effective noises of (11) at -105 dBm, "
-          "P_a = P_b = P_t, N = 256, 30 GHz (c = 299 792 458 m/s), conventions of DESIGN.md section 1. "
+          "P_a = P_b = P_t, N = 256, 30 GHz (c = 299 792 458 m/s), conventions of docs/architecture.md section 1. "
           "MRC carries a random scalar pilot on Bob's beam; SVD w/ PA is 004 Alg. 1 with the stationary point used "
           "only inside [0, P_a]; the optimal beam is the closed form W* = P_a v v^H/|v|^2, v = f - t* h.", ""]
     all_curves = {}

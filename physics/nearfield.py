@@ -1,6 +1,6 @@
 """Near-field XL-MIMO key generation (paper 004): channel, SKR (23), designs of W, probing model, scenario.
 
-System (004 Sec. II-III, conventions pinned in DESIGN.md section 1): an N-element ULA (Alice, the BS)
+System (004 Sec. II-III, conventions pinned in docs/architecture.md section 1): an N-element ULA (Alice, the BS)
 on the x-axis, element n = 0..N-1 at x_n = delta_n d, delta_n = (2n - N + 1)/2, d = lambda/2,
 lambda = c/f_c with c = 299 792 458 m/s; a single-antenna user u in {Bob, Eve} at
 (r_u sin psi_u, r_u cos psi_u) (positive psi points to +x). The LoS channel is 004 (2)-(3) with the
@@ -22,12 +22,12 @@ sigma_AE^2 = f^H W h and the *effective* noise variances of (11) (``noise_a`` = 
 (23) depends on W only through the 2x2 matrix G = [f h]^H W [f h], so every design here is evaluated
 from G (O(N r) per draw for a rank-r factor W = F F^H), never from an N x N matrix at N = 256.
 
-Numerics (DESIGN.md section 5): alpha is formed as (det G + sigma_B^2 noise_e) / (sigma_E^2 + noise_e)
+Numerics (docs/architecture.md section 5): alpha is formed as (det G + sigma_B^2 noise_e) / (sigma_E^2 + noise_e)
 with det G = sigma_B^2 sigma_E^2 - |sigma_AE^2|^2 >= 0 taken from the Cauchy-Binet (Lagrange) sum of
 squared 2x2 minors for factor designs, so a rank-one design with Eve on top of Bob loses nothing to
 cancellation; everything is divided by a reference noise power first (the SKR is scale-free).
 
-The result the paper missed (DESIGN.md section 1): (P1) is a concave problem, and its optimum is the
+The result the paper missed (docs/architecture.md section 1): (P1) is a concave problem, and its optimum is the
 single random beam of :func:`optimal_design`.
 """
 
@@ -322,7 +322,7 @@ def _unit(v: torch.Tensor) -> torch.Tensor:
 
 
 def mrc_design(f: torch.Tensor, P_a) -> dict[str, torch.Tensor]:
-    """MRC with a random scalar pilot on Bob's beam (DESIGN.md section 1: 004's deterministic w gives no key):
+    """MRC with a random scalar pilot on Bob's beam (docs/architecture.md section 1: 004's deterministic w gives no key):
     W = P_a f f^H / |f|^2, i.e. SVD with P_S = P_a. Returns the factor form ``{"F": [..., N, 1]}``, W = F F^H."""
     f = _check_channel("f", f)
     P = _power(P_a, f.real)
@@ -377,7 +377,7 @@ def optimal_design(f: torch.Tensor, h: torch.Tensor, P_a, noise_e) -> torch.Tens
     alpha(W*) = alpha* = P_a |f|^2 - P_a^2 |h^H f|^2 / (P_a |h|^2 + noise_e).
 
     Derivation. (23) is increasing in alpha >= 0 ((25): df/dalpha > 0), so maximise alpha of (24)/(26).
-    1. alpha is concave in W (004 calls (P1) non-concave; DESIGN.md section 1). For any complex t,
+    1. alpha is concave in W (004 calls (P1) non-concave; docs/architecture.md section 1). For any complex t,
        g(W, t) = (f - t h)^H W (f - t h) + |t|^2 noise_e
                = f^H W f - 2 Re(t f^H W h) + |t|^2 (h^H W h + noise_e),
        a convex quadratic in t minimised at t(W) = h^H W f / (h^H W h + noise_e) with minimum
@@ -411,7 +411,7 @@ def dinkelbach_power_split(f: torch.Tensor, h: torch.Tensor, P_a, noise_a, noise
 
     With u_s = f/|f|, a = |u_s^H h|^2, c = (|h|^2 - a)/(N - 1) (Eve's gain on the white noise of
     C = U_n U_n^H/(N-1)), (P2) on W = P_S B_bar + (P_a - P_S) C is min -alpha = (m1 P_S^2 + m2 P_S)/(m3 P_S + m4),
-    (28)-(29) with the corrected numerator Tr(B_bar A B) (DESIGN.md section 1), i.e.
+    (28)-(29) with the corrected numerator Tr(B_bar A B) (docs/architecture.md section 1), i.e.
         m1 = c |f|^2,  m2 = -(P_a c + noise_e) |f|^2,  m3 = a - c,  m4 = P_a c + noise_e
     (Tr(B_bar A B) = |f|^2 a and Tr(C A B) = 0). Solved in x = P_S/P_a, divided by noise_e, so the
     denominator is >= 1 on [0, 1] and the iteration is well posed.
@@ -666,7 +666,7 @@ class NearFieldDesignSpace(nn.Module):
 
 
 class NearFieldScenario(Scenario):
-    """004's near-field XL-MIMO key generation as a scenario (DESIGN.md section 3).
+    """004's near-field XL-MIMO key generation as a scenario (docs/architecture.md section 3).
 
     Features (raw, physical units): ``r_b_m, psi_b_rad, r_e_m, psi_e_rad, P_t_dbm`` (P_a = P_b = P_t, Sec. V-A).
     Training distribution: Bob uniform in ``r_m_range`` x ``psi_rad_range``; P_t uniform in ``P_t_dbm_range``;

@@ -368,7 +368,7 @@ def test_projected_ascent_over_full_W_and_random_W_never_beat_closed_form():
 
 
 # --------------------------------------------------------------------------------------------
-# the paper's figures: orderings and the numbers of DESIGN.md section 1
+# the paper's figures: orderings and the numbers of docs/architecture.md section 1
 # --------------------------------------------------------------------------------------------
 
 

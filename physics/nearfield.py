@@ -322,8 +322,9 @@ def _unit(v: torch.Tensor) -> torch.Tensor:
 
 
 def mrc_design(f: torch.Tensor, P_a) -> dict[str, torch.Tensor]:
-    """MRC with a random scalar pilot on Bob's beam (docs/architecture.md section 1: 004's deterministic w gives no key):
-    W = P_a f f^H / |f|^2, i.e. SVD with P_S = P_a. Returns the factor form ``{"F": [..., N, 1]}``, W = F F^H."""
+    """MRC with a random scalar pilot on Bob's beam (docs/architecture.md section 1: 004's deterministic w
+    gives no key): W = P_a f f^H / |f|^2, i.e. SVD with P_S = P_a. Returns the factor form
+    ``{"F": [..., N, 1]}``, W = F F^H."""
     f = _check_channel("f", f)
     P = _power(P_a, f.real)
     return {"F": (torch.sqrt(P)[..., None] * _unit(f))[..., None]}

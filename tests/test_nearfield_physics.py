@@ -383,7 +383,7 @@ def test_fig3_setting_orderings_and_closed_form_value():
     assert torch.all(res["mrc"] < res["svd_equal"]) and torch.all(res["svd_equal"] < res["svd_dinkelbach"])
     assert torch.all(res["svd_dinkelbach"] < res["optimal_beam"])
     assert (res["mrc"].max() - res["mrc"].min()).item() < 1e-3                  # flat: saturated
-    # the issue and DESIGN.md state these to two decimals: half a unit of the last digit
+    # the issue and docs/architecture.md state these to two decimals: half a unit of the last digit
     assert res["optimal_beam"][3].item() == pytest.approx(15.40, abs=0.005)
     assert res["svd_dinkelbach"][3].item() == pytest.approx(7.41, abs=0.005)
     assert (res["optimal_beam"][3] / res["svd_dinkelbach"][3]).item() == pytest.approx(2.08, abs=0.005)

@@ -14,16 +14,23 @@ numpy/scipy only; inputs may be anything ``np.asarray`` accepts (torch CPU tenso
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.stats import norm
 
 __all__ = [
+    "QuantiserTranscript",
     "check_levels",
+    "equiprobable_edges",
+    "equiprobable_indices",
     "exchange_and_encode",
     "gdqg_edges",
     "gdqg_indices",
     "key_bits",
+    "quantise_eve",
+    "quantise_pair",
 ]
 
 
@@ -250,3 +257,170 @@ def key_bits(bits, kept) -> list[np.ndarray]:
         raise ValueError(f"bits must be binary (only 0 and 1 allowed), found {bad!r}")
     bb = bb.astype(np.uint8)
     return [bb[i][kk[i]].reshape(-1) for i in range(bb.shape[0])]
+
+
+# ---------------------------------------------------------------------------------------------
+# Equiprobable multi-bit quantiser with guard bands (Gaussian observations)
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_guard(guard) -> float:
+    if isinstance(guard, bool) or not isinstance(guard, numbers.Real) or not (0.0 <= float(guard) < 1.0):
+        raise ValueError(f"guard = {guard!r} is not allowed; the guard-band probability must lie in [0, 1)")
+    return float(guard)
+
+
+def equiprobable_edges(levels: int = 4, guard: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Standard-normal edges of the equiprobable quantiser with guard bands: ``(lower, upper)``, ``[K-1]``.
+
+    In probability (CDF) space the unit interval is cut into ``K`` kept cells of width
+    ``w = (1 - guard) / K`` separated by ``K - 1`` guard bands of width ``g = guard / (K - 1)``:
+    level ``k`` keeps ``u in [k (w + g), k (w + g) + w]``, guard band ``j = 1 .. K-1`` is the open
+    interval ``(j w + (j-1) g, j (w + g))``. Every kept level has the same probability ``w``, so the
+    level index is uniform given that the value is kept and a Gray code gives balanced bits (unlike
+    GDQG's guard bands, which shrink the inner levels). This is the multi-bit adaptive quantiser
+    of Jana et al., "On the effectiveness of secret key extraction from wireless signal measurements
+    on real environments", MobiCom 2009 (equal-probability intervals, guard bands between them),
+    applied with the model's CDF instead of the empirical one. ``lower[j-1] = Phi^-1(j w + (j-1) g)``,
+    ``upper[j-1] = Phi^-1(j (w + g))``; with ``guard = 0`` both are ``Phi^-1(j / K)``.
+    """
+    K = check_levels(levels)
+    gp = _check_guard(guard)
+    w = (1.0 - gp) / K
+    g = gp / (K - 1)
+    j = np.arange(1, K, dtype=np.float64)
+    return norm.ppf(j * w + (j - 1) * g), norm.ppf(j * (w + g))
+
+
+def equiprobable_indices(x, levels: int = 4, guard: float = 0.1, *, mean=0.0, std=1.0) -> np.ndarray:
+    """Level index (``0 .. K-1``, ``-1`` in a guard band) of Gaussian observations ``x ~ N(mean, std^2)``.
+
+    Args:
+        x: ``[n, D]`` real finite observations (``n`` probes, ``D`` real components, e.g. real and
+            imaginary parts of decorrelated channel coefficients), each column ``N(mean, std^2)``.
+        levels: ``K`` (power of two >= 2); ``log2 K`` bits per kept value.
+        guard: total guard-band probability in [0, 1) (fraction of values dropped on one side).
+        mean, std: scalars or ``[D]`` column statistics; public model statistics (both sides use
+            their own model variance), not fitted per probe.
+
+    Returns:
+        ``[n, D]`` int64.
+    """
+    arr = np.asarray(x)
+    if np.iscomplexobj(arr):
+        raise ValueError("x is complex; stack real and imaginary parts as separate real columns")
+    if arr.ndim != 2 or arr.size == 0:
+        raise ValueError(f"x must have shape [n, D] with n, D >= 1, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"x must be numeric, got dtype {arr.dtype}")
+    xf = arr.astype(np.float64)
+    if not np.all(np.isfinite(xf)):
+        raise ValueError("x has non-finite values (nan or inf)")
+    mu = np.broadcast_to(np.asarray(mean, dtype=np.float64), (xf.shape[1],))
+    sd = np.broadcast_to(np.asarray(std, dtype=np.float64), (xf.shape[1],))
+    if not np.all(np.isfinite(sd)) or np.any(sd <= 0):
+        raise ValueError(f"std must be finite and > 0, got {np.asarray(std)!r}")
+    lower, upper = equiprobable_edges(levels, guard)
+    z = (xf - mu) / sd
+    idx = np.sum(z[:, :, None] >= upper[None, None, :], axis=2)
+    right = np.concatenate([lower, [np.inf]])
+    return np.where(z <= right[idx], idx, -1).astype(np.int64)
+
+
+@dataclass
+class QuantiserTranscript:
+    """What a quantiser run puts on the public channel, and the rules Eve needs to mimic it.
+
+    Attributes:
+        method: ``"equiprobable"`` or ``"gdqg"``.
+        params: the public parameters (levels, guard/epsilon, code, model mean/std).
+        dropped_alice, dropped_bob: ``[n, D]`` bool, the guard-band positions each side announces
+            (the guard-band index exchange).
+        kept: ``[n, D]`` bool, positions neither side dropped.
+        public_bits: bits sent: one ``D``-bit position mask per probe and side (``2 n D``). They are
+            key-independent for the equiprobable quantiser (kept levels stay uniform) and are not
+            subtracted as leakage; the pipeline's entropy estimate is taken on kept positions only.
+    """
+
+    method: str
+    params: dict[str, Any]
+    dropped_alice: np.ndarray
+    dropped_bob: np.ndarray
+    kept: np.ndarray
+    public_bits: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _indices(method: str, x, params: dict[str, Any]) -> np.ndarray:
+    if method == "equiprobable":
+        return equiprobable_indices(x, params["levels"], params["guard"], mean=params["mean"], std=params["std"])
+    if method == "gdqg":
+        return gdqg_indices(x, params["levels"], params["epsilon"], strict_epsilon=params["strict_epsilon"])
+    raise ValueError(f"method = {method!r} is not allowed; use 'equiprobable' or 'gdqg'")
+
+
+def quantise_pair(x_alice, x_bob, method: str = "equiprobable", levels: int = 4, *, guard: float = 0.1,
+                  epsilon: float = 0.1, code: str = "gray", mean=0.0, std=1.0, mean_bob=None, std_bob=None,
+                  strict_epsilon: bool = True) -> tuple[list[np.ndarray], list[np.ndarray], QuantiserTranscript]:
+    """Quantise Alice's and Bob's observations, exchange guard-band positions, encode the kept levels.
+
+    Args:
+        x_alice, x_bob: ``[n, D]`` real observations (one probe per row).
+        method: ``"equiprobable"`` (:func:`equiprobable_indices`, model statistics ``mean``/``std``,
+            Bob's ``mean_bob``/``std_bob`` if they differ) or ``"gdqg"`` (002 Algorithm 1, per-row fit).
+        levels: ``K``; ``code``: ``"gray"`` (default) or ``"binary"`` (see :func:`exchange_and_encode`).
+        guard: equiprobable guard probability; ``epsilon``/``strict_epsilon``: GDQG's.
+
+    Returns:
+        ``keys_alice``, ``keys_bob``: ``n`` 1-D uint8 arrays (the initial keys, per probe), and the
+        :class:`QuantiserTranscript` of what was made public.
+    """
+    K = check_levels(levels)
+    params: dict[str, Any] = {"levels": K, "code": code}
+    if method == "equiprobable":
+        params.update(guard=_check_guard(guard), mean=mean, std=std)
+        pb = dict(params, mean=mean if mean_bob is None else mean_bob, std=std if std_bob is None else std_bob)
+    elif method == "gdqg":
+        params.update(epsilon=epsilon, strict_epsilon=strict_epsilon)
+        pb = params
+    else:
+        raise ValueError(f"method = {method!r} is not allowed; use 'equiprobable' or 'gdqg'")
+    idx_a = _indices(method, x_alice, params)
+    idx_b = _indices(method, x_bob, pb)
+    bits_a, bits_b, kept = exchange_and_encode(idx_a, idx_b, K, code)
+    tr = QuantiserTranscript(method, params, idx_a < 0, idx_b < 0, kept, 2 * kept.size, {"bob_params": pb})
+    return key_bits(bits_a, kept), key_bits(bits_b, kept), tr
+
+
+def quantise_eve(x_eve, transcript: QuantiserTranscript, mean=None, std=None) -> list[np.ndarray]:
+    """Eve applies the public quantiser rules to her own observations and keeps the announced positions.
+
+    Args:
+        x_eve: ``[n, D]`` Eve's observations aligned with Bob's (same probes and components).
+        transcript: Alice's and Bob's :class:`QuantiserTranscript`.
+        mean, std: Eve's own model statistics (default: Bob's).
+
+    Returns:
+        ``n`` 1-D uint8 arrays, the same lengths as Alice's initial keys.
+    """
+    params = dict(transcript.extra.get("bob_params", transcript.params))
+    if mean is not None:
+        params["mean"] = mean
+    if std is not None:
+        params["std"] = std
+    # Eve has no reason to drop anything: she decides every value with the guard bands closed.
+    if transcript.method == "equiprobable":
+        params["guard"] = 0.0
+    else:
+        params["epsilon"] = 1e-12
+    idx = _indices(transcript.method, x_eve, params)
+    if idx.shape != transcript.kept.shape:
+        raise ValueError(f"x_eve has shape {idx.shape}; the transcript is for {transcript.kept.shape}")
+    K = params["levels"]
+    nbits = K.bit_length() - 1
+    v = np.where(transcript.kept, np.maximum(idx, 0), 0)
+    if params["code"] == "gray":
+        v = v ^ (v >> 1)
+    shifts = np.arange(nbits - 1, -1, -1, dtype=np.int64)
+    bits = ((v[..., None] >> shifts) & 1).astype(np.uint8)
+    return key_bits(bits, transcript.kept)

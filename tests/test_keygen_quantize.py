@@ -259,3 +259,87 @@ def test_bad_input(call, pattern):
     x = np.random.default_rng(0).normal(size=(4, 8))
     with pytest.raises(ValueError, match=pattern):
         call(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# Equiprobable multi-bit quantiser with guard bands, guard-band exchange, Eve's view
+# ---------------------------------------------------------------------------------------------
+
+
+def test_equiprobable_edges():
+    from keygen.quantize import equiprobable_edges
+
+    lo, up = equiprobable_edges(4, 0.0)
+    ref = [STD_NORMAL.inv_cdf(j / 4) for j in (1, 2, 3)]
+    assert np.allclose(lo, ref) and np.allclose(up, ref)
+    lo, up = equiprobable_edges(4, 0.3)  # kept cells 0.175 wide, guards 0.1 wide
+    assert np.allclose([STD_NORMAL.cdf(v) for v in lo], [0.175, 0.45, 0.725])
+    assert np.allclose([STD_NORMAL.cdf(v) for v in up], [0.275, 0.55, 0.825])
+    with pytest.raises(ValueError, match="guard"):
+        equiprobable_edges(4, 1.0)
+    with pytest.raises(ValueError, match="guard"):
+        equiprobable_edges(4, -0.1)
+    with pytest.raises(ValueError, match="power of two"):
+        equiprobable_edges(3, 0.1)
+
+
+@pytest.mark.parametrize("K, guard", [(2, 0.2), (4, 0.3), (8, 0.1)])
+def test_equiprobable_levels_are_uniform_and_guard_fraction_dropped(K, guard):
+    from keygen.quantize import equiprobable_indices
+
+    rng = np.random.default_rng(K)
+    x = 3.0 + 2.0 * rng.normal(size=(100_000, 4))
+    idx = equiprobable_indices(x, K, guard, mean=3.0, std=2.0)
+    n = idx.size
+    assert abs(np.mean(idx < 0) - guard) < 5 * math.sqrt(guard * (1 - guard) / n) + 1e-12
+    counts = np.bincount(idx[idx >= 0], minlength=K) / n
+    p = (1 - guard) / K
+    assert np.all(np.abs(counts - p) < 5 * math.sqrt(p * (1 - p) / n))
+
+
+def test_quantise_pair_transcript_and_gray_balance():
+    from keygen.quantize import quantise_eve, quantise_pair
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20_000, 6))
+    y = 0.95 * x + math.sqrt(1 - 0.95**2) * rng.normal(size=x.shape)
+    ka, kb, tr = quantise_pair(x, y, "equiprobable", 4, guard=0.2, code="gray")
+    assert tr.method == "equiprobable" and tr.public_bits == 2 * x.size
+    assert np.array_equal(tr.kept, ~tr.dropped_alice & ~tr.dropped_bob)
+    assert [k.size for k in ka] == [2 * int(r.sum()) for r in tr.kept] == [k.size for k in kb]
+    a, b = np.concatenate(ka), np.concatenate(kb)
+    assert 0.45 < a.mean() < 0.55
+    kdr_gray = np.mean(a != b)
+    na, nb, _ = quantise_pair(x, y, "equiprobable", 4, guard=0.2, code="binary")
+    assert kdr_gray < 0.9 * np.mean(np.concatenate(na) != np.concatenate(nb))  # Gray: a one-level slip costs one bit
+    # Eve: same rules, her own data; independent data agrees on about half the bits
+    ke = quantise_eve(rng.normal(size=x.shape), tr)
+    assert [k.size for k in ke] == [k.size for k in ka]
+    assert abs(np.mean(np.concatenate(ke) == a) - 0.5) < 0.01
+    # Bob's own observations through Eve's path give Bob's bits wherever he kept them
+    kbb = quantise_eve(y, tr)
+    assert np.array_equal(np.concatenate(kbb), b)
+    # GDQG through the same interface matches the existing functions
+    ga, gb, gtr = quantise_pair(x, y, "gdqg", 2, epsilon=0.1, code="binary")
+    ia, ib = gdqg_indices(x, 2, 0.1), gdqg_indices(y, 2, 0.1)
+    bits_a, _, kept = exchange_and_encode(ia, ib, 2)
+    assert np.array_equal(gtr.kept, kept)
+    assert all(np.array_equal(u, v) for u, v in zip(ga, key_bits(bits_a, kept), strict=True))
+
+
+def test_equiprobable_bad_input():
+    from keygen.quantize import equiprobable_indices, quantise_pair
+
+    x = np.zeros((3, 2))
+    with pytest.raises(ValueError, match="complex"):
+        equiprobable_indices(x + 1j, 4, 0.1)
+    with pytest.raises(ValueError, match="std"):
+        equiprobable_indices(x, 4, 0.1, std=0.0)
+    with pytest.raises(ValueError, match="non-finite"):
+        equiprobable_indices(np.array([[np.nan, 1.0]]), 4, 0.1)
+    with pytest.raises(ValueError, match="shape"):
+        equiprobable_indices(np.zeros(3), 4, 0.1)
+    with pytest.raises(ValueError, match="method"):
+        quantise_pair(x, x, "lloyd", 4)
+    with pytest.raises(ValueError, match="must match"):
+        quantise_pair(np.zeros((3, 2)), np.zeros((4, 2)), "equiprobable", 4)

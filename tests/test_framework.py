@@ -23,7 +23,7 @@ import torch
 
 from callbacks.baselines import BaselineCallback, format_table
 from models.export import load_metadata
-from models.pkgnet import PKGNetModule
+from models.pkgnet import PKGNet, PKGNetModule
 from physics import irs
 from physics.arrays import irs_correlation
 from physics.optim import projected_ascent
@@ -161,15 +161,48 @@ def test_constant_tensors_follow_the_inputs_dtype_and_device():
         assert all(v.dtype == dtype for v in out.values())
 
 
+def _small_scenarios():
+    from physics.multiuser import MultiUserScenario
+    from physics.nearfield import NearFieldScenario
+
+    return {"irs_case2": IRSScenario("case2", M=2, L_H=2, L_V=2), "nearfield": NearFieldScenario(N=16),
+            "multiuser": MultiUserScenario(M=16, K=2, N_k=2, N_P=2, M_e=2, N_e=2)}
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_batch_gives_the_cpu_skr():
-    sc = IRSScenario("case2", M=2, L_H=2, L_V=2)
+@pytest.mark.parametrize("name", ["irs_case2", "nearfield", "multiuser"])
+def test_cuda_batch_gives_the_cpu_skr(name):
+    """Every tensor a scenario builds follows the batch's device: a CUDA batch gives the CPU numbers."""
+    sc = _small_scenarios()[name]
     batch = sc.sample(16, generator_for(3))
-    design = sc.baselines(batch, generator_for(4))["water_filling"]
-    cpu = sc.skr(batch, design)
-    gpu = sc.skr({k: v.cuda() for k, v in batch.items()}, {k: v.cuda() for k, v in design.items()})
-    assert gpu.device.type == "cuda"
-    assert torch.allclose(gpu.cpu(), cpu, rtol=1e-9)  # float64 on both: only reduction order differs
+    for design in sc.baselines(batch, generator_for(4)).values():
+        cpu = sc.skr(batch, design)
+        gpu = sc.skr({k: v.cuda() for k, v in batch.items()}, {k: v.cuda() for k, v in design.items()})
+        assert gpu.device.type == "cuda"
+        assert torch.allclose(gpu.cpu(), cpu, rtol=1e-9, atol=1e-12)  # float64 on both: reduction order only
+    net = PKGNet([8]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space()).cuda()
+    out = net(sc.features({k: v.cuda() for k, v in batch.items()}).float())
+    assert all(v.device.type == "cuda" for v in out.values())
+
+
+@pytest.mark.parametrize("name", ["irs_case2", "nearfield", "multiuser"])
+def test_every_scenario_honours_the_contract(name):
+    """describe() keys, feature shapes, the design space's outputs as described, skr shape and dtype."""
+    sc = _small_scenarios()[name]
+    desc = check_description(sc.describe())
+    batch = sc.sample(5, generator_for(8))
+    x = sc.features(batch)
+    assert x.shape == (5, len(sc.feature_names)) == (5, len(desc["feature_names"]))
+    low, high = sc.feature_bounds()
+    assert len(low) == len(high) == x.shape[1]
+    ds = sc.design_space()
+    out = ds({k: torch.randn(5, n, dtype=torch.float64) for k, n in ds.heads.items()}, x)
+    assert {k: list(v.shape[1:]) for k, v in out.items()} == desc["outputs"]
+    skr = sc.skr(batch, out)
+    assert skr.dtype == torch.float64 and skr.shape[0] == 5 and skr.ndim in (1, 2)
+    assert (skr.ndim == 2) == (sc.num_users() > 1)
+    for d in sc.baselines(batch, generator_for(9)).values():
+        assert sc.skr(batch, d).shape == skr.shape
 
 
 # --------------------------------------------------------------------------------------------

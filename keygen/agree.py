@@ -24,8 +24,14 @@ Adapters:
   plug-in estimate on quantised symbols.
 * ``nearfield`` (:class:`NearFieldSystem`, paper 004): :func:`physics.nearfield.probe` at 004 Fig. 3's
   point; SKR bound (23); Eve's leak bounded by the Gaussian ``I(z_a; z_ae)`` of the model.
-* ``multiuser``: not yet available (no observation sampler in :mod:`physics.multiuser`); the CLI
-  says so.
+* ``multiuser`` (:class:`MultiUserSystem`, paper 003): probing rounds of
+  :func:`physics.multiuser.simulate_probing` (pilot reuse) at one statistical-CSI point of
+  :class:`physics.multiuser.MultiUserScenario` (default: separated clusters, 20 dB per UT); Alice = the BS's
+  uplink estimate for UT k, Bob = UT k's downlink estimate, Eve = a curious other UT's downlink estimate
+  (the UT sharing scatterers, else the one that learns most). Canonical-correlation transform from the
+  public covariance as for ``irs``, minus the pairs another UT sees as well as Bob. SKR bound: 003 (30) of
+  the UT ((27) with shared scatterers); Eve's leak bound: Gaussian I(used canonical variables; z_e).
+  ``--user all`` (default) runs every UT on the same probes (:func:`run_multiuser_agreement`) and sums.
 """
 
 from __future__ import annotations
@@ -48,8 +54,8 @@ from .quantize import check_levels, quantise_eve, quantise_pair
 from .randomness import nist_pass_ratios
 from .reconcile import Cascade, LDPCSyndrome, PublicChannel, binary_entropy
 
-__all__ = ["IRSSystem", "KGNetSystem", "NearFieldSystem", "Observations", "System", "main", "make_system",
-           "run_agreement"]
+__all__ = ["IRSSystem", "KGNetSystem", "MultiUserSystem", "NearFieldSystem", "Observations", "System", "main",
+           "make_system", "run_agreement", "run_multiuser_agreement"]
 
 SYSTEMS = ("irs", "kgnet", "nearfield", "multiuser")
 
@@ -456,6 +462,356 @@ class NearFieldSystem(System):
                 "point": {k: v.reshape(-1).tolist() for k, v in self.point.items()}}
 
 
+# ---------------------------------------------------------------------------------------------
+# Beam-domain multi-user (003)
+# ---------------------------------------------------------------------------------------------
+
+
+def _mu_mixing(P, C, u, v):
+    """Linear maps from the stacked path gains ``a [K N_P]`` to every UT's observations under pilot reuse.
+
+    ``P [K, M, M_e]``, ``C [K, N_k, N_e]`` beam-domain designs; ``u [K, N_P, N_k]``, ``v [K, N_P, M]`` the
+    beam-domain path vectors of :meth:`MultiUserScenario.paths`. Returns ``D, E [K, d, K N_P]`` with
+    ``z_D,k = D_k a + n_D,k`` (UT k's downlink LS estimate, vec(Z^T) as :func:`physics.multiuser.simulate_probing`
+    stacks it) and ``z_U,k = E_k a + n_U,k`` (the BS's uplink estimate for UT k), and the noise covariances
+    ``nD = I kron C_k^H C_k``, ``nU = P_k^T P_k^* kron I`` ``[K, d, d]``; ``d = M_e N_e``. Written from 003
+    (21)-(26) here (the module's own helper is private); tests check it against (30) and a Monte Carlo.
+    """
+    import torch
+
+    K, Np = u.shape[0], u.shape[1]
+    Me, Ne = P.shape[-1], C.shape[-1]
+    d = Me * Ne
+    Q = P.sum(0)  # every precoded pilot reaches every UT through its own channel
+    cu = torch.einsum("jnf,jpn->jpf", C.conj(), u)  # C_j^H u_jp          [K, Np, Ne]
+    qv = torch.einsum("me,kpm->kpe", Q, v.conj())  # Q^T conj(v_kp)       [K, Np, Me]
+    pv = torch.einsum("kme,jpm->kjpe", P, v.conj())  # P_k^T conj(v_jp)   [K, K, Np, Me]
+    D = torch.zeros(K, d, K * Np, dtype=torch.complex128)
+    for k in range(K):
+        D[k, :, k * Np:(k + 1) * Np] = (qv[k][:, :, None] * cu[k][:, None, :]).reshape(Np, d).T
+    E = (pv[..., :, None] * cu[None, :, :, None, :]).reshape(K, K * Np, d).mT
+    eye_e, eye_n = torch.eye(Me, dtype=torch.complex128), torch.eye(Ne, dtype=torch.complex128)
+    nD = torch.stack([torch.kron(eye_e, C[k].mH @ C[k]) for k in range(K)])
+    nU = torch.stack([torch.kron(P[k].mT @ P[k].conj(), eye_n) for k in range(K)])
+    return D, E, nD, nU
+
+
+def _gauss_mi_bits(R, d1: int, d2: int) -> float:
+    """I(x; y) in bits of a circular Gaussian pair with joint covariance ``R [d1 + d2, d1 + d2]``."""
+    import torch
+
+    def ld(S):
+        return float(torch.linalg.slogdet(0.5 * (S + S.mH))[1])
+
+    return max(0.0, (ld(R[:d1, :d1]) + ld(R[d1:d1 + d2, d1:d1 + d2]) - ld(R[:d1 + d2, :d1 + d2])) / math.log(2))
+
+
+class MultiUserSystem(System):
+    """Beam-domain multi-user PKG (003) at one statistical-CSI point; the BS keys with UT ``user``.
+
+    One probe = one probing round of :func:`physics.multiuser.simulate_probing` (pilot reuse: random unitary
+    pilots, noise, LS estimates; fresh Rayleigh path gains per round). Alice = the BS's uplink estimate
+    ``z_U,k`` for UT k, Bob = UT k's downlink estimate ``z_D,k`` (``d = M_e N_e`` complex each), Eve = a
+    curious other UT's own downlink estimate ``z_D,i``: the UT sharing scatterers with k where the scenario
+    has them, else the other UT that learns most about Alice's used canonical variables (under pilot reuse,
+    the one whose channel overlaps most with UT k's precoder). Alice and Bob apply the canonical-correlation
+    transform of their observations computed from the public second-order statistics (the statistical CSI and the design
+    are public); pairs with ``rho < rho_min`` are not used, nor pairs that another UT sees almost as well
+    (``max_j I(u_i; z_D,j) > max_mode_leak * I(u_i; v_i)``: a shared scatterer); Eve forms the LMMSE
+    estimate of Alice's canonical variables. Eve's leak bound: Gaussian ``I(u_used; z_D,i)`` of the used
+    canonical variables (Alice's key bits are a function of them; data processing). SKR bound: 003 (30) of UT k
+    (scenario closed form; equals ``I(z_U,k; z_D,k)``), or (27) over all curious UTs where UTs share scatterers.
+
+    Args:
+        design: ``beam_selection`` (Algorithm 1), ``strongest_overlapping`` (Fig. 8), ``eigen_beams``,
+            ``optimal`` (per-instance projected ascent of the scenario's objective), ``random``, ``pkgnet``
+            (``export``: a ``train.py export`` of ``configs/pkgnet/multiuser*.yaml``; its scenario is used).
+            ``theorem2`` is refused: its eigenvectors of the full Lambda are not a BS precoder times a UT
+            combiner, so no probing round realises them; the report gives its rate as a ceiling.
+        user: the UT (0..K-1). :meth:`for_user` gives the same system for another UT (shared simulation).
+        shared: use ``configs/pkgnet/multiuser_shared.yaml``'s scenario (UT pairs share 2 scatterers).
+        point: :meth:`MultiUserScenario.point` fields: ``snr_db`` (each UT's total path SNR; default 20 dB here,
+            the SNR at which 003 states its Fig. 7, 8 and 10 results; the scenario's own default is 10), ``gap``
+            (default 0.24: separated clusters), ``rho`` (shared-scatterer gain correlation, default 0.9).
+        scenario_kw: overrides of :class:`MultiUserScenario` arguments (e.g. ``M``, ``K`` for small tests).
+    """
+
+    name = "multiuser"
+    DESIGNS = ("beam_selection", "strongest_overlapping", "eigen_beams", "optimal", "random", "pkgnet", "theorem2")
+    default_quantiser = {"method": "equiprobable", "levels": 2, "guard": 0.2, "code": "gray"}
+    CHUNK = 4000
+
+    def __init__(self, design: str = "beam_selection", *, export: str | None = None, user: int = 0,
+                 shared: bool = False, point: dict[str, Any] | None = None, rho_min: float = 0.7,
+                 max_mode_leak: float = 0.25, design_seed: int = 0, scenario_kw: dict[str, Any] | None = None):
+        import torch
+
+        from physics.multiuser import MultiUserScenario
+
+        if design not in self.DESIGNS:
+            raise ValueError(f"design = {design!r} is not allowed for multiuser; choose one of {self.DESIGNS}")
+        if design == "theorem2":
+            raise ValueError("design 'theorem2' is not allowed for multiuser probing: Theorem 2's optimum (the top "
+                             "eigenvectors of the full Lambda_k) is not conj(P~) kron C~, so no BS precoder and UT "
+                             "combiner realise it; its rate is reported as 'theorem2_ceiling_bits'; use 'optimal'")
+        if design == "pkgnet" and (export is None or not Path(export).is_file()):
+            raise ValueError(f"design 'pkgnet' needs --export PATH.pt2 (python train.py export --config "
+                             f"configs/pkgnet/multiuser.yaml ...), got {export!r}")
+        if not 0.0 <= rho_min < 1.0:
+            raise ValueError(f"rho_min = {rho_min!r} is not allowed; it must lie in [0, 1)")
+        if not 0.0 <= max_mode_leak <= 1.0:
+            raise ValueError(f"max_mode_leak = {max_mode_leak!r} is not allowed; it must lie in [0, 1]")
+        self.design, self.export, self.shared, self.rho_min = design, export, bool(shared), float(rho_min)
+        self.max_mode_leak = float(max_mode_leak)
+        meta = None
+        if design == "pkgnet":
+            from models.export import load_metadata
+
+            meta = load_metadata(export)
+            try:
+                self.scenario = MultiUserScenario.from_description(meta)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"--export {export!r} is not a 003 multi-user export ({exc})") from None
+            self.shared = bool(self.scenario.shared_paths)
+        else:
+            kw: dict[str, Any] = {}
+            if shared:
+                kw.update(objective="leakage", p_overlapping=1.0, shared_paths=2)
+            kw.update(scenario_kw or {})
+            self.scenario = MultiUserScenario(**kw)
+        sc = self.scenario
+        if sc.K < 2:
+            raise ValueError(f"the multiuser system needs K >= 2 UTs (one is Eve), got K = {sc.K}")
+        self.point_fields = {"snr_db": 20.0, **(point or {})}  # 003 states its Fig. 7, 8, 10 results at 20 dB
+        self.batch = sc.point(1, **self.point_fields)
+        g = torch.Generator().manual_seed(int(design_seed))
+        if design == "pkgnet":
+            net = torch.export.load(export).module()
+            with torch.no_grad():
+                outs = dict(zip(meta["outputs_order"], net(sc.features(self.batch).to(torch.float32)), strict=True))
+            des = {k: outs[k].to(torch.float64) for k in ("P", "C")}
+            if not all(bool(torch.isfinite(t).all()) for t in des.values()):
+                raise ValueError(f"--export {export!r} gave non-finite outputs at this point (outside its ranges?)")
+        elif design == "optimal":
+            des = sc.optimum(self.batch, g)
+        else:
+            des = sc.baselines(self.batch, g)["random_semi_unitary" if design == "random" else design]
+        self.P = torch.view_as_complex(des["P"][0].to(torch.float64).contiguous())  # [K, M, M_e]
+        self.C = torch.view_as_complex(des["C"][0].to(torch.float64).contiguous())  # [K, N_k, N_e]
+        pth = sc.paths(self.batch)
+        self.G = pth["G"][0]
+        self.mix = _mu_mixing(self.P, self.C, pth["u"][0], pth["v"][0])
+        self.rates = {"reuse_30": sc.rates(self.batch, self.P[None], self.C[None], "reuse")[0],
+                      "leakage_27": sc.rates(self.batch, self.P[None], self.C[None], "leakage_exact")[0],
+                      "theorem2": sc.theorem2_rates(self.batch)[0]}
+        self._cache: dict[tuple[int, int], tuple[Any, Any]] = {}
+        self._set_user(user)
+
+    def for_user(self, user: int) -> MultiUserSystem:
+        """The same design, channels and simulation cache, keyed with UT ``user``."""
+        import copy
+
+        other = copy.copy(self)
+        other._set_user(user)
+        return other
+
+    def _joint(self, parts):
+        """Covariance of the stacked observations ``[(kind, ut), ...]``, kind ``"U"`` (BS) or ``"D"`` (UT)."""
+        import torch
+
+        D, E, nD, nU = self.mix
+        X = torch.cat([(E if kind == "U" else D)[j] for kind, j in parts])
+        R = X @ self.G.to(torch.complex128) @ X.mH
+        d = D.shape[1]
+        for a, (ka, ja) in enumerate(parts):
+            for b, (kb, jb) in enumerate(parts):
+                if ka == kb == "D" and ja == jb:
+                    R[a * d:(a + 1) * d, b * d:(b + 1) * d] += nD[ja]
+                elif ka == kb == "U":  # the BS's estimates share its receiver noise: Cov = P_a^T P_b^* kron I
+                    Pa, Pb = self.P[ja], self.P[jb]
+                    R[a * d:(a + 1) * d, b * d:(b + 1) * d] += torch.kron(
+                        Pa.mT @ Pb.conj(), torch.eye(self.C.shape[-1], dtype=torch.complex128))
+        return R
+
+    def _set_user(self, user: int) -> None:
+        import torch
+
+        K = self.scenario.K
+        if not (isinstance(user, int) and 0 <= user < K):
+            raise ValueError(f"user = {user!r} is not allowed; choose a UT in 0..{K - 1}")
+        self.user = k = user
+        d = self.P.shape[-1] * self.C.shape[-1]
+        self.d = d
+        joints = {i: self._joint([("U", k), ("D", k), ("D", i)]) for i in range(K) if i != k}
+        C2 = next(iter(joints.values()))[:2 * d, :2 * d]  # Alice and Bob: the same in every joint
+        self.A, self.B, self.rho = _cca(C2, d)
+        sel = list(range(d)) + list(range(2 * d, 3 * d))
+
+        def leak(R, cols):  # I(u_cols; z_e), u = A^H z_U: Alice's key bits are a function of u_used
+            if not cols:
+                return 0.0
+            T = torch.block_diag(self.A[:, cols].mH, torch.eye(d, dtype=R.dtype))
+            return _gauss_mi_bits(T @ R[sel][:, sel] @ T.mH, len(cols), d)
+
+        strong = [i for i in range(d) if float(self.rho[i]) >= max(self.rho_min, 1e-6)]
+        # A pair that some other UT sees as well as Bob does (a shared scatterer) only feeds Eve: keep pair i
+        # only if max over the other UTs of I(u_i; z_D,j) <= max_mode_leak * I(u_i; v_i) (public statistics).
+        self.mode_leak = {i: max(leak(R, [i]) for R in joints.values()) for i in strong}
+        self.modes = [i for i in strong if self.mode_leak[i]
+                      <= self.max_mode_leak * -math.log2(1.0 - float(self.rho[i]) ** 2)]
+        # no mode: observations() refuses (run_multiuser_agreement skips the UT)
+        self.leaks = {i: leak(R, self.modes) for i, R in joints.items()}
+        self.leaks_full = {i: _gauss_mi_bits(R[[*range(d), *range(2 * d, 3 * d)]][:, [*range(d), *range(2 * d, 3 * d)]],
+                                             d, d) for i, R in joints.items()}
+        partner = self.scenario.curious()[k]
+        if partner:
+            self.eve, self.eve_rule = partner[0], "shares scatterers with the user"
+        else:
+            self.eve = max(self.leaks, key=lambda i: (self.leaks[i], -i))
+            self.eve_rule = "the other UT that learns most about Alice's used canonical variables (largest leak)"
+        self.C3 = joints[self.eve]
+        Cae, Cee = self.C3[:d, 2 * d:], self.C3[2 * d:, 2 * d:]
+        self.E = torch.linalg.solve(Cee, Cae.mH @ self.A)
+        self.eve_var = torch.real(torch.diagonal(self.E.mH @ Cee @ self.E)).clamp_min(1e-300)
+        self.I_ab = _gauss_mi_bits(self.C3, d, d)
+        self.I_ae = self.leaks[self.eve]
+        self.I_ae_full = self.leaks_full[self.eve]
+        # I(z_U; z_D | z_e) = I(z_U; (z_D, z_e)) - I(z_U; z_e): an upper bound on the SKR against this Eve
+        self.I_ab_given_e = max(0.0, _gauss_mi_bits(self.C3, d, 2 * d) - self.I_ae_full)
+
+    def _simulate(self, n: int, seed: int):
+        import torch
+
+        from physics.multiuser import simulate_probing
+        from physics.seeding import generator_for
+
+        key = (n, seed)
+        if key not in self._cache:
+            if len(self._cache) >= 2:  # calibration + key run; for_user views share this dict
+                self._cache.pop(next(iter(self._cache)))
+            g = generator_for(seed, "multiuser-probing")
+            b = self.batch
+            zD, zU = [], []
+            for start in range(0, n, self.CHUNK):
+                z = simulate_probing(self.P, self.C, b["sin_aoa"][0], b["sin_aod"][0], self.G,
+                                     min(self.CHUNK, n - start), g)
+                zD.append(z["z_D"])
+                zU.append(z["z_U"])
+            self._cache[key] = (torch.cat(zD), torch.cat(zU))
+        return self._cache[key]
+
+    def observations(self, n: int, seed: int) -> Observations:
+        import torch
+
+        if not self.modes:
+            raise ValueError(f"no canonical pair of UT {self.user} reaches rho_min = {self.rho_min} with another UT's "
+                             f"leak <= {self.max_mode_leak} of its information; largest rho = {float(self.rho[0]):.3f} "
+                             f"(no key with this UT under design {self.design!r})")
+        zD, zU = self._simulate(n, seed)
+        k, modes = self.user, torch.tensor(self.modes)
+        u = zU[:, k] @ self.A.conj()
+        v = zD[:, k] @ self.B.conj()
+        w = zD[:, self.eve] @ self.E.conj() / self.eve_var.sqrt()
+        out = []
+        for z in (u, v, w):
+            z = z[:, modes] * math.sqrt(2.0)  # unit-variance real and imaginary parts
+            out.append(torch.cat([z.real, z.imag], -1).numpy())
+        return Observations(out[0], out[1], out[2], {"method": "equiprobable", "mean": 0.0, "std": 1.0})
+
+    def skr_bound(self) -> dict[str, float]:
+        k = self.user
+        r30, r27 = float(self.rates["reuse_30"][k]), float(self.rates["leakage_27"][k])
+        bound = r27 if self.shared else r30
+        kind = ("003 (27) of the UT: min over curious UTs of I(z_D,k; z_U,k | z_D,i) (UTs share scatterers)"
+                if self.shared else "003 (30) of the UT (pilot reuse): I(z_D,k; z_U,k)")
+        return {"skr_bound_bits": bound, "skr_30_bits": r30, "skr_27_bits": r27, "I_ab": self.I_ab,
+                "I_ae": self.I_ae, "I_ae_all_of_alice": self.I_ae_full, "I_ab_given_eve": self.I_ab_given_e,
+                "theorem2_ceiling_bits": float(self.rates["theorem2"][k]),
+                "sum_skr_30_bits": float(self.rates["reuse_30"].sum()),
+                "sum_skr_27_bits": float(self.rates["leakage_27"].sum()), "kind": kind}
+
+    def eve_leak_bits_per_probe(self) -> float:
+        return self.I_ae
+
+    def describe(self) -> dict[str, Any]:
+        sc = self.scenario
+        return {"system": "multiuser", "design": self.design, "export": self.export, "user": self.user,
+                "eve_ut": self.eve, "eve_rule": self.eve_rule,
+                "eve_leak_by_ut": {str(i): v for i, v in self.leaks.items()},
+                "eve_leak_all_of_alice_by_ut": {str(i): v for i, v in self.leaks_full.items()},
+                "scenario": {k: sc.describe()[k] for k in ("scenario", "M", "K", "N_k", "N_P", "M_e", "N_e",
+                                                           "objective", "budget", "shared_paths")},
+                "point": {k: v.reshape(-1).tolist() for k, v in self.batch.items()},
+                "canonical_correlations": [float(r) for r in self.rho], "modes_used": self.modes,
+                "mode_leak_bits": {str(i): v for i, v in self.mode_leak.items()}, "max_mode_leak": self.max_mode_leak}
+
+
+def run_multiuser_agreement(system: MultiUserSystem, users: Sequence[int] | None = None,
+                            **kw) -> dict[str, Any]:
+    """:func:`run_agreement` for every UT in ``users`` (default all) on the same probing rounds; the report
+    holds ``per_user`` reports and pooled totals (bits and bounds summed over UTs, agreements pooled over
+    blocks and bits, NIST ratios pooled over 128-bit blocks / rank groups). A UT that yields no key (no
+    canonical pair above ``rho_min``, or a disagreement above what the reconciler corrects) is listed in
+    ``users_without_key`` with the reason; it adds 0 secret bits and its SKR bound still counts."""
+    t0 = time.perf_counter()
+    users = list(range(system.scenario.K)) if users is None else list(users)
+    reps, skipped = [], []
+    for k in users:
+        try:
+            reps.append(run_agreement(system.for_user(k), **kw))
+        except ValueError as exc:  # this UT yields no key (no usable pair, disagreement too high): 0 bits
+            skipped.append({"user": k, "reason": str(exc).splitlines()[0],
+                            "skr_bound_bits": system.for_user(k).skr_bound()["skr_bound_bits"]})
+    if not reps:
+        raise ValueError(f"no UT yields a key: {skipped[0]['reason']}")
+
+    def wsum(key, weight):
+        num = sum(r[key] * r[weight] for r in reps if r[key] is not None and r[weight])
+        den = sum(r[weight] for r in reps if r[key] is not None and r[weight])
+        return float(num / den) if den else float("nan")
+
+    nist: dict[str, float] = {}
+    for name in reps[0]["nist_pass_ratio"]:
+        w = "nist_rank_groups" if name == "rank" else "nist_blocks"
+        pairs = [(r["nist_pass_ratio"][name], r.get(w, 0)) for r in reps if name in r["nist_pass_ratio"]]
+        den = sum(n for _, n in pairs)
+        nist[name] = float(sum(v * n for v, n in pairs if n) / den) if den else float("nan")
+    frames = sum(r["reconciliation"]["frames"] for r in reps)
+    shannon = sum(r["disclosed_bits"] / r["reconciliation"]["efficiency"] for r in reps
+                  if r["reconciliation"]["efficiency"] > 0)
+    desc = dict(system.describe())
+    desc["user"] = "all" if len(users) == system.scenario.K else users
+    for key in ("eve_ut", "eve_leak_by_ut", "eve_leak_all_of_alice_by_ut", "canonical_correlations", "modes_used",
+                "mode_leak_bits"):
+        desc.pop(key, None)
+    return {
+        "system": desc, "design": system.design, "users": users, "probes": reps[0]["probes"], "seed": reps[0]["seed"],
+        "per_user": reps, "users_without_key": skipped,
+        "initial_key_bits_per_probe": float(sum(r["initial_key_bits_per_probe"] for r in reps)),
+        "initial_kdr": wsum("initial_kdr", "initial_key_bits_per_probe"),
+        "eve_initial_bit_agreement": wsum("eve_initial_bit_agreement", "initial_key_bits_per_probe"),
+        "reconciliation": {
+            "method": reps[0]["reconciliation"]["method"], "frames": frames,
+            "frame_success_rate": float(sum(r["reconciliation"]["frame_success_rate"] * r["reconciliation"]["frames"]
+                                            for r in reps) / frames),
+            "efficiency": float(sum(r["disclosed_bits"] for r in reps) / shannon) if shannon else float("nan")},
+        "disclosed_bits": int(sum(r["disclosed_bits"] for r in reps)),
+        "final_key_bits": int(sum(r["final_key_bits"] for r in reps)),
+        "final_keys": int(sum(r["final_keys"] for r in reps)),
+        "block_success_rate": float(sum(r["final_keys"] for r in reps) / frames),
+        "final_key_agreement": wsum("final_key_agreement", "final_keys"),
+        "eve_bit_agreement": wsum("eve_bit_agreement", "final_key_bits"),
+        "secret_bits_per_probe": float(sum(r["secret_bits_per_probe"] for r in reps)),
+        "skr_bound_bits": float(sum(r["skr_bound_bits"] for r in reps) + sum(r["skr_bound_bits"] for r in skipped)),
+        "skr": {"kind": "sum over the UTs of " + reps[0]["skr"]["kind"],
+                "sum_skr_30_bits": reps[0]["skr"]["sum_skr_30_bits"],
+                "sum_skr_27_bits": reps[0]["skr"]["sum_skr_27_bits"],
+                "sum_theorem2_ceiling_bits": float(system.rates["theorem2"][users].sum())},
+        "nist_pass_ratio": nist, "nist_blocks": int(sum(r["nist_blocks"] for r in reps)),
+        "time_s": time.perf_counter() - t0,
+    }
+
+
 def make_system(name: str, **kw) -> System:
     """Build the adapter of ``name`` (one of :data:`SYSTEMS`)."""
     design = kw.get("design")
@@ -463,8 +819,9 @@ def make_system(name: str, **kw) -> System:
         return IRSSystem("water_filling" if design is None else design, export=kw.get("export"),
                          setting=kw.get("setting", "case2"), point=kw.get("point"), rho_min=kw.get("rho_min", 0.7))
     if name == "kgnet":
+        snr = kw.get("snr_db")
         return KGNetSystem(kw["data"], kw.get("checkpoint"), mapping=kw.get("mapping", "kgnet"),
-                           snr_db=kw.get("snr_db", 30.0))
+                           snr_db=30.0 if snr is None else snr)
     if name == "nearfield":
         try:
             return NearFieldSystem("optimal_beam" if design is None else design, export=kw.get("export"),
@@ -473,8 +830,10 @@ def make_system(name: str, **kw) -> System:
             raise ValueError(f"system 'nearfield' is not yet available: physics.nearfield lacks what the adapter "
                              f"needs ({exc})") from None
     if name == "multiuser":
-        raise ValueError("system 'multiuser' is not yet available: physics.multiuser has no per-probe observation "
-                         "sampler for Alice/Bob/Eve yet; allowed now: irs, kgnet, nearfield")
+        return MultiUserSystem("beam_selection" if design is None else design, export=kw.get("export"),
+                               user=kw.get("user") or 0, shared=kw.get("shared", False), point=kw.get("point"),
+                               rho_min=kw.get("rho_min", 0.7), max_mode_leak=kw.get("max_mode_leak", 0.25),
+                               scenario_kw=kw.get("scenario_kw"))
     raise ValueError(f"system = {name!r} is not allowed; choose one of {SYSTEMS}")
 
 
@@ -708,13 +1067,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m keygen.agree", description="End-to-end key agreement report (docs/keygen.md).")
     p.add_argument("--system", required=True, choices=SYSTEMS)
     p.add_argument("--design", default=None, help="irs: pkgnet|water_filling|exact|identity|random (default "
-                   "water_filling); nearfield: a scenario baseline name or pkgnet (default optimal_beam)")
+                   "water_filling); nearfield: a scenario baseline name or pkgnet (default optimal_beam); "
+                   "multiuser: beam_selection|strongest_overlapping|eigen_beams|optimal|random|pkgnet "
+                   "(default beam_selection)")
     p.add_argument("--export", default=None, help="PKG-Net .pt2 for --design pkgnet")
     p.add_argument("--setting", default="case2", choices=("case1", "case2"), help="irs: SKR bound of 001 case 1 or 2")
     p.add_argument("--data", default=None, help="kgnet: dual-band HDF5 file")
     p.add_argument("--checkpoint", default=None, help="kgnet: KGNet checkpoint (last.ckpt)")
     p.add_argument("--mapping", default="kgnet", choices=("kgnet", "none"))
-    p.add_argument("--snr-db", type=float, default=30.0, help="kgnet: AWGN SNR in dB")
+    p.add_argument("--snr-db", type=float, default=None,
+                   help="kgnet: AWGN SNR in dB (default 30); multiuser: total per-UT SNR of the point (default 20)")
+    p.add_argument("--user", default="all", help="multiuser: the UT the BS keys with (0..K-1) or 'all' (default: "
+                   "every UT, report per UT and summed)")
+    p.add_argument("--gap", type=float, default=None, help="multiuser: spacing of the UTs' cluster centres in "
+                   "sin(AoD) (default 0.24: separated; e.g. 0.05: overlapping)")
+    p.add_argument("--shared", action="store_true", help="multiuser: UT pairs share two scatterers "
+                   "(configs/pkgnet/multiuser_shared.yaml's scenario; SKR bound (27))")
+    p.add_argument("--max-mode-leak", type=float, default=None, help="multiuser: drop a canonical pair when another "
+                   "UT's information about it exceeds this fraction of Alice-Bob's (default 0.25)")
+    p.add_argument("--bs-antennas", type=int, default=None, help="multiuser: M (default 128)")
+    p.add_argument("--num-users", type=int, default=None, help="multiuser: K (default 6)")
     p.add_argument("--probes", type=int, default=20000)
     p.add_argument("--calibration-probes", type=int, default=20000)
     p.add_argument("--method", default="cascade", choices=("cascade", "ldpc"))
@@ -727,7 +1099,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epsilon", type=float, default=None, help="GDQG guard epsilon")
     p.add_argument("--eps", type=float, default=1e-10, help="leftover-hash security parameter in (0, 1)")
     p.add_argument("--symbol-bits", type=int, default=8, help="MCV symbol width in bits (1..16)")
-    p.add_argument("--rho-min", type=float, default=0.7, help="irs: minimum canonical correlation of a used pair")
+    p.add_argument("--rho-min", type=float, default=0.7,
+                   help="irs, multiuser: minimum canonical correlation of a used pair")
     p.add_argument("--p-max-dbm", type=float, default=None, help="irs: P_max in dBm (default 25, 001 Sec. VII-B)")
     p.add_argument("--eta", type=float, default=None, help="irs: BS correlation eta in [0, 1) (default 0.4)")
     p.add_argument("--kappa", type=float, default=None, help="irs: Rician factor kappa >= 0 (default 1)")
@@ -768,6 +1141,22 @@ def _validate(p: argparse.ArgumentParser, args) -> None:
         p.error(f"--p-max-dbm {args.p_max_dbm} is not allowed; it must be finite")
     if args.system != "irs" and (args.eta is not None or args.kappa is not None or args.p_max_dbm is not None):
         p.error("--p-max-dbm/--eta/--kappa apply to --system irs only")
+    mu_only = {"--user": args.user != "all", "--gap": args.gap is not None, "--shared": args.shared,
+               "--bs-antennas": args.bs_antennas is not None, "--num-users": args.num_users is not None,
+               "--max-mode-leak": args.max_mode_leak is not None}
+    if args.max_mode_leak is not None and not 0.0 <= args.max_mode_leak <= 1.0:
+        p.error(f"--max-mode-leak {args.max_mode_leak} is not allowed; it must lie in [0, 1]")
+    if args.system != "multiuser" and any(mu_only.values()):
+        p.error(f"{', '.join(k for k, v in mu_only.items() if v)} apply to --system multiuser only")
+    if args.system not in ("kgnet", "multiuser") and args.snr_db is not None:
+        p.error("--snr-db applies to --system kgnet and multiuser only")
+    if args.snr_db is not None and not math.isfinite(args.snr_db):
+        p.error(f"--snr-db {args.snr_db} is not allowed; it must be finite")
+    if args.user != "all" and not (args.user.isdigit()):
+        p.error(f"--user {args.user} is not allowed; give a UT index >= 0 or 'all'")
+    for flag, val, low in (("--bs-antennas", args.bs_antennas, 2), ("--num-users", args.num_users, 2)):
+        if val is not None and val < low:
+            p.error(f"{flag} {val} is not allowed; need an integer >= {low}")
     if args.json is not None and not Path(args.json).parent.is_dir():
         p.error(f"--json {args.json!r}: folder {str(Path(args.json).parent)!r} does not exist")
     if args.export is not None and args.design != "pkgnet":
@@ -805,6 +1194,30 @@ def format_report(r: dict[str, Any]) -> str:
     return "\n".join(f"{a:<{w}}  {b}" for a, b in rows)
 
 
+def format_multiuser_report(r: dict[str, Any]) -> str:
+    """The printed table of :func:`run_multiuser_agreement`: one row per UT, then the pooled totals."""
+    head = (f"{'UT':>3} {'Eve':>4} {'modes':>5} {'init b/p':>8} {'KDR':>7} {'eff':>6} {'secret b/p':>10} "
+            f"{'bound':>7} {'agree':>6} {'Eve agr':>7}")
+    lines = [f"system / design: multiuser / {r['design']}, {r['probes']} probes, SKR bound: {r['skr']['kind']}", head]
+    for u in r["per_user"]:
+        s, rc = u["system"], u["reconciliation"]
+        lines.append(f"{s['user']:>3} {s['eve_ut']:>4} {len(s['modes_used']):>5} "
+                     f"{u['initial_key_bits_per_probe']:>8.3f} "
+                     f"{u['initial_kdr']:>7.4f} {rc['efficiency']:>6.3f} {u['secret_bits_per_probe']:>10.3f} "
+                     f"{u['skr_bound_bits']:>7.3f} {u['final_key_agreement']:>6.4f} "
+                     f"{(u['eve_bit_agreement'] if u['eve_bit_agreement'] is not None else float('nan')):>7.4f}")
+    for u in r.get("users_without_key", []):
+        lines.append(f"{u['user']:>3}  no key (bound {u['skr_bound_bits']:.3f}): {u['reason']}")
+    rc = r["reconciliation"]
+    lines += [f"total: final secret bits per probe {r['secret_bits_per_probe']:.3f} vs SKR bound "
+              f"{r['skr_bound_bits']:.3f}; final key agreement {r['final_key_agreement']:.4f} "
+              f"({r['final_keys']} keys); Eve bit agreement {r['eve_bit_agreement']:.4f}; efficiency "
+              f"{rc['efficiency']:.3f}; frames {rc['frames']}, success {rc['frame_success_rate']:.4f}"]
+    for k, v in r["nist_pass_ratio"].items():
+        lines.append(f"NIST {k} {'nan' if v != v else f'{v:.4f}'}")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
@@ -813,10 +1226,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key, val in (("P_max_dbm", args.p_max_dbm), ("eta", args.eta), ("kappa", args.kappa)):
         if val is not None:
             point[key] = val
+    if args.system == "multiuser":
+        for key, val in (("snr_db", args.snr_db), ("gap", args.gap)):
+            if val is not None:
+                point[key] = val
+    scenario_kw = {k: v for k, v in (("M", args.bs_antennas), ("K", args.num_users)) if v is not None}
+    user = None if args.user == "all" else int(args.user)
     try:
         system = make_system(args.system, design=args.design, export=args.export, setting=args.setting,
                              data=args.data, checkpoint=args.checkpoint, mapping=args.mapping, snr_db=args.snr_db,
-                             point=point, rho_min=args.rho_min)
+                             point=point, rho_min=args.rho_min, user=user, shared=args.shared,
+                             max_mode_leak=0.25 if args.max_mode_leak is None else args.max_mode_leak,
+                             scenario_kw=scenario_kw or None)
         q = {}
         if args.quantiser is not None:
             q["method"] = args.quantiser
@@ -826,12 +1247,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             q["guard"] = args.guard
         if args.epsilon is not None:
             q["epsilon"] = args.epsilon
-        report = run_agreement(system, probes=args.probes, calibration_probes=args.calibration_probes, seed=args.seed,
-                               method=args.method, block_bits=args.block_bits, eps=args.eps, quantiser=q,
-                               symbol_width=args.symbol_bits, progress=not args.no_progress)
+        kw = dict(probes=args.probes, calibration_probes=args.calibration_probes, seed=args.seed, method=args.method,
+                  block_bits=args.block_bits, eps=args.eps, quantiser=q, symbol_width=args.symbol_bits,
+                  progress=not args.no_progress)
+        if args.system == "multiuser" and user is None:
+            report = run_multiuser_agreement(system, **kw)
+        else:
+            report = run_agreement(system, **kw)
     except ValueError as exc:
         p.error(str(exc).splitlines()[0])
-    print(format_report(report))
+    print(format_multiuser_report(report) if "per_user" in report else format_report(report))
     if args.json is not None:
         Path(args.json).write_text(json.dumps(report, indent=2, default=float))
     return 0

@@ -82,7 +82,13 @@ def test_cli_json_report(tmp_path, capsys):
     (["--system", "irs", "--design", "pkgnet"], "--export"),
     (["--system", "irs", "--design", "pkgnet", "--export", "/nonexistent.pt2"], "no such file"),
     (["--system", "kgnet"], "--data"),
-    (["--system", "multiuser"], "not yet available"),
+    (["--system", "multiuser", "--design", "theorem2"], "theorem2"),
+    (["--system", "multiuser", "--design", "pkgnet"], "--export"),
+    (["--system", "multiuser", "--user", "x"], "--user x"),
+    (["--system", "multiuser", "--num-users", "1"], "--num-users 1"),
+    (["--system", "multiuser", "--bs-antennas", "32", "--num-users", "3", "--rho-min", "0.9999"], "no canonical pair"),
+    (["--system", "irs", "--gap", "0.05"], "--gap"),
+    (["--system", "irs", "--snr-db", "10"], "--snr-db"),
     (["--system", "irs", "--method", "bch"], "--method"),
     (["--system", "irs", "--json", "/nonexistent/dir/r.json"], "does not exist"),
 ])
@@ -144,3 +150,93 @@ def test_nearfield_plugs_in():
     s = make_system("nearfield")
     r = run_agreement(s, probes=2000, calibration_probes=4000, nist=False)
     assert r["final_key_agreement"] == 1.0 and 0 < r["secret_bits_per_probe"] < r["skr_bound_bits"]
+
+
+# ---------------------------------------------------------------------------------------------
+# multiuser (003): small sizes (M = 32, K = 3) so the whole block runs in seconds
+# ---------------------------------------------------------------------------------------------
+
+MU_SMALL = {"M": 32, "K": 3}
+
+
+@pytest.fixture(scope="module")
+def mu_small():
+    from keygen.agree import MultiUserSystem
+
+    return MultiUserSystem("eigen_beams", scenario_kw=MU_SMALL)
+
+
+def test_multiuser_closed_form_and_monte_carlo_agree(mu_small):
+    """Alice-Bob Gaussian MI of the adapter's covariance = 003 (30) of the scenario; the simulated canonical
+    variables have unit variance and the predicted correlations; Eve is another UT."""
+    for k in range(3):
+        s = mu_small.for_user(k)
+        b = s.skr_bound()
+        assert b["I_ab"] == pytest.approx(b["skr_30_bits"], rel=1e-6) and b["skr_bound_bits"] == b["skr_30_bits"]
+        assert s.eve != k and s.I_ae == max(s.leaks.values())
+        assert b["theorem2_ceiling_bits"] > 0
+    obs = mu_small.observations(6000, 0)
+    m = len(mu_small.modes)
+    assert obs.alice.shape == obs.bob.shape == obs.eve.shape == (6000, 2 * m)
+    assert np.allclose(obs.alice.var(0), 1.0, atol=0.08) and np.allclose(obs.bob.var(0), 1.0, atol=0.08)
+    rho = np.array(mu_small.describe()["canonical_correlations"])[mu_small.modes]
+    assert np.allclose(np.mean(obs.alice * obs.bob, 0), np.tile(rho, 2), atol=0.04)
+
+
+def test_multiuser_deterministic_agreement_and_eve(mu_small):
+    s = mu_small.for_user(1)
+    kw = dict(probes=3000, calibration_probes=3000, nist=False)
+    r1 = run_agreement(s, seed=3, **kw)
+    r2 = run_agreement(s, seed=3, **kw)
+    assert _strip(r1) == _strip(r2)
+    r3 = run_agreement(s, seed=4, **kw)
+    assert r3["disclosed_bits"] != r1["disclosed_bits"] or r3["initial_kdr"] != r1["initial_kdr"]
+    for key in REQUIRED:
+        assert key in r1
+    assert r1["final_key_agreement"] == 1.0 and r1["final_keys"] >= 1
+    assert abs(r1["eve_bit_agreement"] - 0.5) < 0.03  # a few thousand final bits
+    assert 0 < r1["secret_bits_per_probe"] < r1["skr_bound_bits"]
+    assert r1["system"]["user"] == 1 and r1["system"]["eve_ut"] != 1
+
+
+def test_multiuser_cli_all_users_json(tmp_path, capsys):
+    out = tmp_path / "mu.json"
+    assert main(["--system", "multiuser", "--design", "beam_selection", "--bs-antennas", "32", "--num-users", "3",
+                 "--probes", "1500", "--calibration-probes", "1500", "--no-progress", "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    for key in REQUIRED:
+        assert key in rep
+    assert rep["design"] == "beam_selection" and len(rep["per_user"]) == 3 and rep["users"] == [0, 1, 2]
+    per = rep["per_user"]
+    assert rep["secret_bits_per_probe"] == pytest.approx(sum(r["secret_bits_per_probe"] for r in per))
+    assert rep["skr_bound_bits"] == pytest.approx(sum(r["skr_bound_bits"] for r in per))
+    assert rep["skr_bound_bits"] == pytest.approx(rep["skr"]["sum_skr_30_bits"], rel=1e-9)
+    assert rep["final_key_agreement"] == 1.0 and abs(rep["eve_bit_agreement"] - 0.5) < 0.03
+    assert set(rep["nist_pass_ratio"]) >= {"frequency", "runs", "serial"}
+    assert "total: final secret bits per probe" in capsys.readouterr().out
+    # one stated UT: the ordinary report
+    assert main(["--system", "multiuser", "--user", "2", "--bs-antennas", "32", "--num-users", "3", "--probes", "1000",
+                 "--calibration-probes", "1000", "--no-progress", "--json", str(out)]) == 0
+    one = json.loads(out.read_text())
+    assert one["system"]["user"] == 2 and "per_user" not in one
+    with pytest.raises(SystemExit):
+        main(["--system", "multiuser", "--user", "3", "--bs-antennas", "32", "--num-users", "3"])
+    assert "user = 3" in capsys.readouterr().err
+
+
+def test_multiuser_shared_scatterers_eve_is_the_partner():
+    """UT pairs share their two strongest scatterers: Eve is the partner, the bound is (27), the two canonical
+    pairs the partner sees as well as Bob are dropped, and the remaining ones still give agreed keys."""
+    from keygen.agree import MultiUserSystem
+
+    s = MultiUserSystem("eigen_beams", shared=True, scenario_kw={"M": 32, "K": 4}, point={"gap": 0.05})
+    for k in range(4):
+        v = s.for_user(k)
+        b = v.skr_bound()
+        assert v.eve == k ^ 1 and "(27)" in b["kind"] and b["skr_bound_bits"] == b["skr_27_bits"]
+        assert b["skr_27_bits"] <= b["I_ab_given_eve"] + 1e-9  # (27) is the min over curious UTs
+        assert 0 not in v.modes and 1 not in v.modes and v.mode_leak[0] > 2.0  # the shared scatterers
+        assert v.modes and v.I_ae < 0.5
+    r = run_agreement(s.for_user(0), probes=3000, calibration_probes=3000, nist=False)
+    assert r["final_keys"] >= 1 and r["final_key_agreement"] == 1.0 and abs(r["eve_bit_agreement"] - 0.5) < 0.03
+    assert 0 < r["secret_bits_per_probe"] < r["skr_bound_bits"]

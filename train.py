@@ -9,12 +9,24 @@ user would type.
     python train.py fit --config configs/pkgnet/irs_case1.yaml --ckpt_path last      # resume
     python train.py test --config configs/pkgnet/irs_case1.yaml --ckpt_path <ckpt>
     python train.py export --config configs/pkgnet/irs_case1.yaml --ckpt_path <ckpt> --out model.pt2
+
+User errors (a bad flag, YAML key or value, a missing or foreign checkpoint, an existing output file)
+print one line ``error: ...`` on stderr and exit with status 2 before anything is trained or written;
+``--debug`` (or ``PHYKEY_DEBUG=1``) shows the traceback instead. See docs/errors_and_runs.md.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
-from collections.abc import Sequence
+import re
+import shutil
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
@@ -24,33 +36,65 @@ class PhykeyTrainer(Trainer):
     """Trainer with an ``export`` subcommand (its signature becomes the CLI flags)."""
 
     def export(self, model: LightningModule, datamodule: LightningDataModule | None = None,
-               ckpt_path: str | None = None, out: str = "pkgnet.pt2", onnx: str | None = None) -> dict:
-        """Export the PKG-Net of ``ckpt_path`` as a torch.export ``.pt2`` (and optionally ``.onnx``).
+               ckpt_path: str | None = None, out: str = "model.pt2", onnx: str | None = None,
+               overwrite: bool = False) -> dict:
+        """Export the net of ``ckpt_path`` (PKG-Net or KGNet) as a torch.export ``.pt2`` (and optionally ``.onnx``).
 
         Args:
             ckpt_path: checkpoint written by ``fit`` (required).
             out: output ``.pt2`` path; its folder must exist.
             onnx: optional ``.onnx`` path (needs the ``onnxscript`` package).
+            overwrite: replace an existing ``out``/``onnx`` file (refused otherwise).
         """
         from models.checkpoints import check_record, load_checkpoint
-        from models.export import check_export_path, export_pkgnet
+        from models.export import check_export_path, export_module
 
-        if not hasattr(model, "scenario") or not hasattr(model, "net"):
-            raise ValueError(f"export supports PKG-Net modules; {type(model).__name__} has no scenario/net")
         if ckpt_path is None:
             raise ValueError("export needs --ckpt_path: the checkpoint written by fit")
-        check_export_path(out, ".pt2")
+        check_export_path(out, ".pt2", overwrite=overwrite)
         if onnx is not None:
-            check_export_path(onnx, ".onnx")
+            check_export_path(onnx, ".onnx", overwrite=overwrite)
         ckpt = load_checkpoint(ckpt_path)
         check_record(ckpt, model.checkpoint_record(), ckpt_path)
         model.load_state_dict(ckpt["state_dict"])
-        meta = export_pkgnet(model.net, model.scenario, out, onnx,
+        meta = export_module(model, ckpt, out, onnx,
                              extra_metadata={"checkpoint": str(ckpt_path), "epoch": ckpt.get("epoch")})
-        shapes = ", ".join(f"{k} {['n', *v]}" for k, v in meta["outputs"].items())
-        print(f"exported {out}" + (f" and {onnx}" if onnx else "") + f" ({meta['scenario']}: input x [n, "
-              f"{len(meta['feature_names'])}] {meta['feature_names']}; outputs {shapes})")
+        print(f"exported {out}" + (f" and {onnx}" if onnx else "") + f": {meta['summary']}")
         return meta
+
+    def predict(self, model: LightningModule | None = None, dataloaders=None,
+                datamodule: LightningDataModule | None = None, return_predictions: bool | None = None,
+                ckpt_path: str | None = None, weights_only: bool | None = None,
+                out: str | None = None, overwrite: bool = False):
+        """Predict with the checkpoint's net and save the outputs with ``torch.save`` to ``out``.
+
+        Args:
+            ckpt_path: checkpoint written by ``fit`` (required).
+            out: file the predictions are written to (``.pt``, read with ``torch.load``); required.
+            overwrite: replace an existing ``out`` file (refused otherwise).
+        """
+        if out is None:
+            raise ValueError("predict needs --out: the .pt file the predictions are written to")
+        target = _check_new_file("--out", out, overwrite)
+        preds = super().predict(model, dataloaders, datamodule, True, ckpt_path, weights_only)
+        import torch
+
+        from models.export import atomic_write
+
+        atomic_write(target, lambda tmp: torch.save(preds, tmp))
+        print(f"predictions written to {target}")
+        return preds
+
+
+def _check_new_file(flag: str, path: str, overwrite: bool) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{flag} {path!r} is a directory; give a file name")
+    if not p.parent.is_dir():
+        raise ValueError(f"{flag} folder {str(p.parent)!r} does not exist; create it first")
+    if p.exists() and not overwrite:
+        raise ValueError(f"{flag} {path!r} already exists; pass --overwrite true to replace it")
+    return p
 
 
 class LoggerSaveConfigCallback(SaveConfigCallback):
@@ -67,6 +111,14 @@ class LoggerSaveConfigCallback(SaveConfigCallback):
 class PhykeyCLI(LightningCLI):
     """LightningCLI with the project's defaults and the ``export`` subcommand."""
 
+    def __init__(self, *args, **kwargs):
+        self._cleanup: list[str] = []
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            for d in self._cleanup:
+                shutil.rmtree(d, ignore_errors=True)
+
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         return {**LightningCLI.subcommands(), "export": {"model", "datamodule"}}
@@ -78,24 +130,202 @@ class PhykeyCLI(LightningCLI):
     def _parse_ckpt_path(self) -> None:
         """Read ``--ckpt_path`` safely (``weights_only=True``) but, unlike LightningCLI, never let the
         checkpoint's stored hyper-parameters replace the config's model: a mismatch is refused in
-        :meth:`after_instantiate_classes`, before anything runs."""
+        :meth:`after_instantiate_classes`, before anything runs. ``test``/``validate``/``predict``/
+        ``export`` need a checkpoint (an untrained net is never evaluated)."""
         self._ckpt = None
         sub = self.config.get("subcommand")
         if not sub:
             return
         ckpt_path = self.config[sub].get("ckpt_path")
-        if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry"):
+        if sub in ("test", "validate", "predict", "export") and not ckpt_path:
+            raise ValueError(f"{sub} needs --ckpt_path (a checkpoint written by fit, e.g. "
+                             f"runs/<family>/<config>/checkpoints/last.ckpt); without it the net is untrained")
+        if ckpt_path and sub != "fit" and ckpt_path in ("last", "best", "hpc", "registry"):
+            raise ValueError(f"{sub} needs --ckpt_path as a file path, got {ckpt_path!r} ('last' is for fit: resume)")
+        if ckpt_path and ckpt_path in ("best", "hpc", "registry"):
+            raise ValueError(f"--ckpt_path {ckpt_path!r} is not supported; give a checkpoint file or 'last' (resume)")
+        if ckpt_path and ckpt_path != "last":
             from models.checkpoints import load_checkpoint
 
             self._ckpt = (ckpt_path, load_checkpoint(ckpt_path))
 
     def after_instantiate_classes(self) -> None:
         super().after_instantiate_classes()
-        if getattr(self, "_ckpt", None) is not None and hasattr(self.model, "checkpoint_record"):
+        sub = self.config.get("subcommand")
+        if sub is None:
+            return
+        if self.trainer.fast_dev_run:
+            self._isolate_fast_dev_run()
+        ckpt_path = self.config[sub].get("ckpt_path")
+        if sub == "fit" and ckpt_path == "last":
+            last = self._last_checkpoint()
+            from models.checkpoints import load_checkpoint
+
+            self._ckpt = (str(last), load_checkpoint(last))
+            self.config[sub]["ckpt_path"] = str(last)
+            self.config_init[sub]["ckpt_path"] = str(last)
+        if getattr(self, "_ckpt", None) is not None:
+            if not hasattr(self.model, "checkpoint_record"):
+                raise ValueError(f"{type(self.model).__name__} is not a phykey module; checkpoints are only "
+                                 "loaded into phykey modules")
             from models.checkpoints import check_record
 
             path, ckpt = self._ckpt
             check_record(ckpt, self.model.checkpoint_record(), path)
+            if "weights_only" in self.config_init[sub]:  # Lightning reads it again: never unpickling either
+                self.config_init[sub]["weights_only"] = True
+
+    def _last_checkpoint(self) -> Path:
+        cb = self.trainer.checkpoint_callback
+        if cb is None or not cb.save_last:
+            raise ValueError("--ckpt_path last needs a ModelCheckpoint callback with save_last: true in the config")
+        if self.trainer.fast_dev_run:
+            raise ValueError("--ckpt_path last cannot be combined with --trainer.fast_dev_run")
+        dirpath = Path(cb.dirpath) if cb.dirpath else None
+        if dirpath is None:
+            raise ValueError("--ckpt_path last needs the ModelCheckpoint dirpath set in the config "
+                             "(runs/<family>/<config>/checkpoints)")
+        last = dirpath / f"{cb.CHECKPOINT_NAME_LAST}{cb.FILE_EXTENSION}"
+        if not last.is_file():
+            raise ValueError(f"--ckpt_path last: no checkpoint to resume, {str(last)!r} does not exist; "
+                             "run fit without --ckpt_path first")
+        return last
+
+    def _isolate_fast_dev_run(self) -> None:
+        """A smoke test writes its checkpoints into a throw-away folder, never the real run's."""
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        tmp = tempfile.mkdtemp(prefix="phykey-fast-dev-run-")
+        self._cleanup.append(tmp)
+        for cb in self.trainer.callbacks:
+            if isinstance(cb, ModelCheckpoint):
+                cb.dirpath = tmp
+
+    # -- the end of fit: what was trained, where it is, how good it is -------------------------
+    def after_fit(self) -> None:
+        trainer = self.trainer
+        if not trainer.is_global_zero:
+            return
+        lines = ["", "fit finished" + (" (fast_dev_run: nothing kept)" if trainer.fast_dev_run else "")
+                 + f" after epoch {trainer.current_epoch} ({trainer.global_step} steps)"]
+        cb = trainer.checkpoint_callback
+        if cb is not None and not trainer.fast_dev_run:
+            if cb.best_model_path:
+                score = cb.best_model_score
+                lines.append(f"  best checkpoint: {cb.best_model_path}"
+                             + (f" ({cb.monitor} = {float(score):.6g})" if score is not None else ""))
+            if cb.last_model_path:
+                lines.append(f"  last checkpoint: {cb.last_model_path}")
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
+                   if k.startswith("val/") and k.count("/") == 1 and getattr(v, "numel", lambda: 1)() == 1
+                   and not k.startswith(("val/skr_bits_", "val/gain_over_", "val/num_"))}
+        if metrics:
+            shown = ", ".join(f"{k} = {v:.6g}" for k, v in sorted(metrics.items()))
+            lines.append(f"  final validation metrics: {shown}")
+        from callbacks.baselines import BaselineCallback, format_table
+
+        for c in trainer.callbacks:
+            if isinstance(c, BaselineCallback) and c.last_tables.get("val"):
+                lines.append(format_table(c.last_tables["val"], "val",
+                                          learned_name=type(getattr(self.model, "net", self.model)).__name__))
+        print("\n".join(lines))
+
+
+class UsageError(Exception):
+    """A command-line error found by the argument parser (message without usage text)."""
+
+
+def _clean_parser_message(message: str) -> str:
+    """jsonargparse's nested union report -> the failing key as typed (``--a.init_args.b``) and the reason."""
+    raw = [line for line in str(message).splitlines() if line.strip()]
+    if not any("Union subtypes" in line for line in raw):
+        return " ".join(line.strip() for line in raw)
+    items: list[list[str]] = []
+    indent = None
+    for line in raw:
+        depth = len(line) - len(line.lstrip())
+        if line.strip().startswith("- ") and (indent is None or depth <= indent):
+            indent = depth
+            items.append([line.strip()[2:]])
+        elif indent is not None and depth > indent:
+            items[-1].append(line.strip())
+        else:
+            indent = None
+    errors = [" ".join(item) for item in items if not item[0].startswith("Expected a <class 'NoneType'>")]
+    if not errors:
+        return " ".join(line.strip() for line in raw if not line.strip().startswith(("Given value", "Subtypes")))
+    out = []
+    for err in errors:
+        keys = re.findall(r'Parser key "([^"]+)"', raw[0] + " " + err)
+        final = re.split(r"Parser key \"[^\"]+\": |Problem with given class_path '[^']+': ", err)[-1]
+        final = _clean_parser_message(final) if "Union subtypes" in final else final
+        out.append(f"--{'.init_args.'.join(keys)}: {final}" if keys else err)
+    return "; ".join(out)
+
+
+def _user_message(exc: BaseException) -> str:
+    """The most specific message of a user error: a validation error wrapped by jsonargparse is unwrapped."""
+    seen = exc
+    while isinstance(seen.__cause__, user_errors()) and str(seen.__cause__) and \
+            ("Union subtypes" in str(seen) or "Problem with given class_path" in str(seen)):
+        seen = seen.__cause__
+    return _clean_parser_message(str(seen)) if str(seen) else type(seen).__name__
+
+
+def _one_line(message: str) -> str:
+    text = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
+    text = text.replace("error: ", "")
+    return text if len(text) <= 1500 else text[:1500] + " ..."
+
+
+@contextlib.contextmanager
+def _parser_errors_raise() -> Iterator[None]:
+    """jsonargparse prints usage and exits on a bad flag or YAML key; make it raise instead."""
+    import jsonargparse
+
+    original = jsonargparse.ArgumentParser.error
+
+    def error(self, message, ex=None):
+        if not self.exit_on_error:
+            return original(self, message, ex)
+        raise UsageError(message) from ex
+
+    jsonargparse.ArgumentParser.error = error
+    try:
+        yield
+    finally:
+        jsonargparse.ArgumentParser.error = original
+
+
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not any(t in msg for t in ("Tip:", "litlogger", "litmodels", "LitLogger"))
+
+
+def _quiet_third_parties() -> None:
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+                 "lightning.pytorch", "lightning.fabric"):
+        lg = logging.getLogger(name)
+        if not any(isinstance(f, _DropTips) for f in lg.filters):
+            lg.addFilter(_DropTips())
+    os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean "the user's input is wrong" (one line, exit 2)."""
+    import jsonargparse
+    import yaml
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    return (UsageError, ValueError, OSError, jsonargparse.ArgumentError, yaml.YAMLError,
+            MisconfigurationException)
+
+
+def fail(message: str) -> None:
+    """Print ``error: <message>`` on one line to stderr and exit with status 2."""
+    print(f"error: {_one_line(message)}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def main(args: Sequence[str] | None = None, run: bool = True) -> PhykeyCLI:
@@ -103,20 +333,39 @@ def main(args: Sequence[str] | None = None, run: bool = True) -> PhykeyCLI:
 
     ``args`` is the argument list without the program name, e.g.
     ``["fit", "--config", "configs/pkgnet/irs_case1.yaml"]``; ``None`` reads ``sys.argv``.
+    A user error prints one ``error:`` line and raises ``SystemExit(2)``; ``--debug`` or
+    ``PHYKEY_DEBUG=1`` re-raises it with its traceback.
     """
+    argv = list(sys.argv[1:] if args is None else args)
+    debug = "--debug" in argv or os.environ.get("PHYKEY_DEBUG", "").lower() in ("1", "true", "yes")
+    argv = [a for a in argv if a != "--debug"]
     # W&B must never try the network unless the user asks for it explicitly.
     os.environ.setdefault("WANDB_MODE", "offline")
-    return PhykeyCLI(
-        LightningModule,
-        LightningDataModule,
-        trainer_class=PhykeyTrainer,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_callback=LoggerSaveConfigCallback,
-        save_config_kwargs={"overwrite": True},
-        args=list(args) if args is not None else None,
-        run=run,
-    )
+    _quiet_third_parties()
+    try:
+        with _parser_errors_raise(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+            return PhykeyCLI(
+                LightningModule,
+                LightningDataModule,
+                trainer_class=PhykeyTrainer,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                save_config_callback=LoggerSaveConfigCallback,
+                save_config_kwargs={"overwrite": True},
+                args=argv,
+                run=run,
+            )
+    except user_errors() as e:
+        if debug:
+            raise
+        message = _user_message(e)
+        if "Problems parsing config" in message:
+            configs = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+            configs += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
+            message = f"--config {', '.join(configs)}: {message}" if configs else message
+        fail(message)
 
 
 if __name__ == "__main__":

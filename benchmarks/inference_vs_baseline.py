@@ -11,13 +11,13 @@ ms per draw at batch 1 and batch 1000 and the ratio water-filling / PKG-Net.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from experiments.cli_args import Parser, positive_int
 from models.export import export_pkgnet
 from models.pkgnet import PKGNet
 from physics import irs
@@ -34,11 +34,13 @@ def median_time(fn, repeats: int) -> float:
     return sorted(ts)[len(ts) // 2]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
+def main(argv: list[str] | None = None) -> None:
+    parser = Parser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=positive_int, default=7)
     parser.add_argument("--ckpt-dir", type=Path, default=None, help="folder with pkgnet_M{M}.pt2 files")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.ckpt_dir is not None and not args.ckpt_dir.is_dir():
+        parser.error(f"argument --ckpt-dir: {str(args.ckpt_dir)!r} is not a folder")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'M':>2} {'batch':>6} {'PKG-Net ms/draw':>16} {'water-filling ms/draw':>22} {'ratio':>8}")
     tmp = tempfile.TemporaryDirectory()

@@ -35,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from experiments.cli_args import Parser, positive_float, positive_int  # noqa: E402
 from models.kgnet import KGNet  # noqa: E402
 
 
@@ -136,12 +137,12 @@ def gemm_only_rate(batch: int, seconds: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--batches", type=int, nargs="+", default=[128, 1024, 4096])
-    p.add_argument("--seconds", type=float, default=3.0, help="timed seconds per configuration")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batches", type=positive_int, nargs="+", default=[128, 1024, 4096])
+    p.add_argument("--seconds", type=positive_float, default=3.0, help="timed seconds per configuration")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
     args = p.parse_args(argv)
-    if args.threads:
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
 
     flops_sample = matmul_flops_per_sample(KGNet(128, 128))

@@ -16,12 +16,12 @@ largest relative difference of the two values (they are the same quantity).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
 import torch
 
+from experiments.cli_args import Parser
 from physics import multiuser as mu
 from physics.multiuser import MultiUserScenario
 from physics.scenarios import generator_for
@@ -49,7 +49,7 @@ def positive_int(name: str, text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", default="32", help="draws for the structured timing")
     parser.add_argument("--direct-draws", default="4", help="draws for the direct timing (slow)")
     parser.add_argument("--repeats", default="3")

@@ -13,13 +13,13 @@ Without ``--ckpt`` the net is an untrained PKG-Net of the config's size (same co
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from experiments.cli_args import Parser
 from models.pkgnet import PKGNet
 from physics.nearfield import NearFieldScenario, dinkelbach_power_split, optimal_beam, svd_design
 from physics.seeding import generator_for
@@ -55,7 +55,7 @@ def best_times(fns: dict, repeats: int) -> dict[str, float]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", type=Path, default=None, help="checkpoint of configs/pkgnet/nearfield.yaml")
     parser.add_argument("--batch", default="1000", help="large batch size (default 1000)")
     parser.add_argument("--repeats", default="5", help="timed repeats, best kept (default 5)")
@@ -68,7 +68,12 @@ def main(argv=None) -> None:
     if args.ckpt is not None:
         if not args.ckpt.is_file():
             fail(f"--ckpt {str(args.ckpt)!r} is not a file")
-        ckpt = torch.load(args.ckpt, map_location="cpu", weights_only=False)
+        from models.checkpoints import load_checkpoint
+
+        try:
+            ckpt = load_checkpoint(args.ckpt)
+        except ValueError as e:
+            fail(f"--ckpt: {e}")
         rec = ckpt.get("phykey") or {}
         if rec.get("scenario", {}).get("scenario") != "nearfield":
             fail(f"--ckpt {str(args.ckpt)!r} is not a checkpoint of the nearfield config")

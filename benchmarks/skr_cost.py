@@ -9,11 +9,11 @@ draws of the 001 training distribution, and their ratio.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 
+from experiments.cli_args import Parser, positive_int
 from physics.irs import random_design, skr_case1, skr_case1_kronecker, stats_001
 from physics.units import dbm_to_w
 
@@ -40,11 +40,11 @@ def best_time(fn, repeats: int) -> float:
     return min(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> None:
+    parser = Parser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=positive_int, default=1000)
+    parser.add_argument("--repeats", type=positive_int, default=5)
+    args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, float64")
     print(f"{'M':>3} {'L':>4} {'structured us/draw':>19} {'kronecker us/draw':>18} {'ratio':>8} {'max rel diff':>13}")
     for M in (2, 4, 8):

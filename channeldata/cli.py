@@ -96,26 +96,39 @@ def _normalise_flags(argv: list[str], bool_flags: set[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0, or 2 after a one-line ``error:``)."""
-    from jsonargparse import ArgumentParser
+    from jsonargparse import ArgumentError, ArgumentParser
 
     from channeldata.dualband_file import read_dual_band
 
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("PHYKEY_DEBUG") == "1"
     argv = _normalise_flags([a for a in argv if a != "--debug"], _BOOL_FLAGS)
-    parser = ArgumentParser(prog="python -m channeldata", description="Build dual-band CFR files for KGNet (002).")
+    parser = ArgumentParser(exit_on_error=False, prog="python -m channeldata",
+                            description="Build dual-band CFR files for KGNet (002).")
     sub = parser.add_subcommands(dest="command")
     commands = {"generate": generate, "from-deepmimo": from_deepmimo}
     for name, fn in commands.items():
-        p = ArgumentParser()
+        p = ArgumentParser(exit_on_error=False)
         p.add_function_arguments(fn)
         sub.add_subcommand(name, p, help=fn.__doc__.splitlines()[0])
-    cfg = parser.parse_args(argv)  # bad flags or values: jsonargparse prints "error: ..." and exits 2
+    try:
+        cfg = parser.parse_args(argv)
+    except ArgumentError as err:  # bad flags or values: one line, exit 2
+        if debug:
+            raise
+        print("error: " + " ".join(line.strip() for line in str(err).splitlines() if line.strip()), file=sys.stderr)
+        return 2
     name = cfg.command
     kwargs = {k: v for k, v in cfg[name].items() if k != "__path__"}
+    import signal
+
+    def _terminate(signum, frame):  # SIGTERM unwinds like Ctrl-C: the writer removes its temporary file
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
         out = commands[name](**kwargs)
-    except (ValueError, FileExistsError, FileNotFoundError, IsADirectoryError, PermissionError) as err:
+    except (ValueError, OSError) as err:
         if debug:
             raise
         print(f"error: {err}", file=sys.stderr)
@@ -123,10 +136,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; nothing was written (the partial file was removed)", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     data = read_dual_band(out)
     print(f"wrote {out}: {data.num_users} users x {data.num_subcarriers} subcarriers, "
           f"source {data.attrs['source']}, Eve {'stored' if data.has_eve else 'not stored'}")
     return 0
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,10 +135,21 @@ def _check_array(name: str, array: Any, expected_shape: tuple[int | None, ...], 
         want = tuple("*" if e is None else e for e in expected_shape)
         raise ValueError(f"{where}: dataset {path} has shape {shape}; expected {want}")
     if check_finite:
-        finite = np.isfinite(np.asarray(array))
+        values = np.asarray(array)
+        finite = np.isfinite(values)
         if not finite.all():
             row = int(np.argwhere(~finite)[0][0])
             raise ValueError(f"{where}: dataset {path} holds NaN or Inf (first at row {row})")
+        if np.iscomplexobj(values) and values.size:
+            big = np.maximum(np.abs(values.real), np.abs(values.imag)) > MAX_ABS_CFR
+            if big.any():
+                row = int(np.argwhere(big)[0][0])
+                raise ValueError(f"{where}: dataset {path} holds values of magnitude above {MAX_ABS_CFR:g} (first at "
+                                 f"row {row}); the min-max normalisation and powers would overflow float32")
+
+
+#: largest |Re|, |Im| accepted in a CFR dataset: squares and min-max spans stay far inside float32
+MAX_ABS_CFR = 1e15
 
 
 def validate_data(data: DualBandData, where: str = "dual-band data") -> None:
@@ -185,6 +197,8 @@ def read_dual_band(path: str | os.PathLike) -> DualBandData:
     """
     path = Path(path)
     where = str(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"dual-band file {where} is a directory; give the path of an HDF5 file")
     if not path.is_file():
         raise FileNotFoundError(f"dual-band file {where} does not exist")
     try:
@@ -237,6 +251,9 @@ class DualBandWriter:
         self._file: h5py.File | None = None
 
     def _refuse_existing(self) -> None:
+        if self.path.is_dir():
+            raise IsADirectoryError(f"{self.where} is a directory; give a file name for the HDF5 output "
+                                    "(a directory is never replaced, even with overwrite)")
         if self.path.exists() and not self.overwrite:
             raise FileExistsError(f"{self.where} already exists; pass overwrite=True (--overwrite on "
                                   "the command line) to replace it")
@@ -244,6 +261,7 @@ class DualBandWriter:
     def __enter__(self) -> DualBandWriter:
         self._refuse_existing()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_temporaries()
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         os.close(fd)
         self._tmp = Path(tmp)
@@ -264,6 +282,16 @@ class DualBandWriter:
             self._discard()
             raise
         return self
+
+    def _remove_stale_temporaries(self) -> None:
+        """Remove (and report) temporary files an interrupted or killed earlier write of this path left."""
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            try:
+                stale.unlink()
+            except OSError:
+                continue
+            print(f"warning: removed {stale}, a temporary file left by an interrupted earlier write of {self.where}",
+                  file=sys.stderr)
 
     def write(self, start: int, **arrays: Any) -> None:
         """Write rows ``start:start+m`` of every dataset (keyword = :data:`DATASETS` field name or
@@ -311,6 +339,9 @@ class DualBandWriter:
             self._file.close()
             self._file = None
             self._refuse_existing()  # someone may have created it meanwhile
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(self._tmp, 0o666 & ~mask)  # mkstemp's 0600 -> what the user's umask gives a new file
             os.replace(self._tmp, self.path)
             self._tmp = None
         except BaseException:

@@ -165,6 +165,12 @@ class DualBandDataModule(LightningDataModule):
             raise ValueError(f"num_workers={num_workers!r} must be a non-negative integer")
         if not (is_int(num_subcarriers) and num_subcarriers >= 1):
             raise ValueError(f"num_subcarriers={num_subcarriers!r} must be a positive integer")
+        if h5_path is not None and (not isinstance(h5_path, str | Path) or not str(h5_path)):
+            raise ValueError(f"h5_path={h5_path!r} must be a file path or None")
+        if h5_path is not None and Path(h5_path).is_dir():
+            raise ValueError(f"h5_path={str(h5_path)!r} is a directory; give the path of an HDF5 file")
+        if not (is_real(eve_distance_m) and math.isfinite(eve_distance_m) and eve_distance_m > 0):
+            raise ValueError(f"eve_distance_m={eve_distance_m!r} must be a finite distance > 0 (m)")
         self.save_hyperparameters()
         self.h5_path = h5_path
         self.generate_if_missing = generate_if_missing
@@ -287,6 +293,10 @@ class DualBandDataModule(LightningDataModule):
         self.val_eve_cfr = None if eve_all is None else (eve_all[0][self.val_index], eve_all[1][self.val_index])
         if self.normalizer is None:  # a normaliser from a checkpoint wins
             self.normalizer = MinMaxNormalizer.fit(self.train_features_band1, self.train_features_band2)
+            span = self.normalizer.maximum - self.normalizer.minimum
+            if not bool(torch.isfinite(span).all()):
+                raise ValueError(f"{self.h5_path or 'the synthetic data'}: the training features' min-max span "
+                                 "overflows float32; the CFR values are far outside any physical range")
         self._feature_dim = 2 * data.num_subcarriers
         self._loaded = True
 
@@ -412,7 +422,11 @@ class DualBandDataModule(LightningDataModule):
     def state_dict(self) -> dict[str, Any]:
         if self.normalizer is None:
             return {}
-        return {"normalizer": self.normalizer.state_dict(), "feature_dim": self.normalizer.feature_dim}
+        state = {"normalizer": self.normalizer.state_dict(), "feature_dim": self.normalizer.feature_dim}
+        attrs = getattr(self, "data_attrs", None) or {}
+        plain = {k: (v.item() if hasattr(v, "item") and getattr(v, "size", 1) == 1 else v) for k, v in attrs.items()}
+        state["data_attrs"] = {k: v for k, v in plain.items() if isinstance(v, str | int | float | bool)}
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if not state_dict:

@@ -69,6 +69,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorData
 from callbacks.key_metrics import key_metrics  # noqa: E402
 from channeldata.synthetic import generate_synthetic  # noqa: E402
 from datamodules.dualband import DualBandDataModule  # noqa: E402
+from experiments.cli_args import Parser, nonnegative_int, open_fraction, positive_float, positive_int  # noqa: E402
 from keygen.metrics import nmse as nmse_fn  # noqa: E402
 from keygen.quantize import exchange_and_encode, gdqg_indices, key_bits  # noqa: E402
 from keygen.randomness import nist_pass_ratios  # noqa: E402
@@ -642,22 +643,25 @@ def write_report(r: dict, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small data and few epochs (minutes on 2 CPU cores)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default outputs/kgnet_reproduce[_quick])")
-    p.add_argument("--users", type=int, default=None, help="synthetic users (quick 6000, full 100000)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per model (quick 8, full 30; 002: 500)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--users", type=positive_int, default=None, help="synthetic users (quick 6000, full 100000)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="epochs per model (quick 8, full 30; 002: 500)")
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--no-cosine", action="store_true", help="constant learning rate (002)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fractions", type=float, nargs="+", default=None,
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--fractions", type=open_fraction, nargs="+", default=None,
                    help="Fig. 3 training-set fractions besides the full split (quick 1/8 1/4 1/2, full + 3/4)")
     args = p.parse_args(argv)
-    users = args.users or (6000 if args.quick else 100_000)
-    epochs = args.epochs or (8 if args.quick else 30)
+    users = args.users if args.users is not None else (6000 if args.quick else 100_000)
+    epochs = args.epochs if args.epochs is not None else (8 if args.quick else 30)
+    if users < 10:
+        p.error(f"argument --users: must be >= 10 (train, validation and test splits), got {users}")
     n_train = round(0.8 * users)
-    fractions = args.fractions or ((0.125, 0.25, 0.5) if args.quick else (0.125, 0.25, 0.5, 0.75))
+    default_fractions = (0.125, 0.25, 0.5) if args.quick else (0.125, 0.25, 0.5, 0.75)
+    fractions = args.fractions if args.fractions is not None else default_fractions
     s = Settings(
         users=users,
         epochs=epochs,
@@ -668,7 +672,10 @@ def main(argv: list[str] | None = None) -> None:
         train_sizes=[max(args.batch_size, round(f * n_train)) for f in fractions],
         snr_step_table_ii=1.0,
     )
-    out = args.out or Path("outputs") / ("kgnet_reproduce_quick" if args.quick else "kgnet_reproduce")
+    default_out = Path("outputs") / ("kgnet_reproduce_quick" if args.quick else "kgnet_reproduce")
+    out = args.out if args.out is not None else default_out
+    if out.exists() and not out.is_dir():
+        p.error(f"argument --out: {str(out)!r} exists and is not a folder")
     results = run(s, out)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
     make_figures(results, out)

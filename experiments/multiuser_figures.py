@@ -31,7 +31,6 @@ budget, and the shared-scatterer rates (27). Writes PNGs, ``curves.json`` and ``
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -45,6 +44,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from experiments.cli_args import Parser  # noqa: E402
 from keygen.randomness import TABLE_I_003_TESTS, nist_pass_ratios_003  # noqa: E402
 from physics import multiuser as mu  # noqa: E402
 from physics.multiuser import MultiUserScenario  # noqa: E402
@@ -549,7 +549,7 @@ def learned_results(sc, net, sh_sc, sh_net, shr_net, md, curves_json, draws, opt
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("--ckpt", type=Path, default=None, help="checkpoint of configs/pkgnet/multiuser.yaml")
     p.add_argument("--shared-ckpt", type=Path, default=None, help="checkpoint of configs/pkgnet/multiuser_shared.yaml")
     p.add_argument("--shared-reuse-ckpt", type=Path, default=None,

@@ -17,7 +17,6 @@ point, and the held-out test-set means) into ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -30,6 +29,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from experiments.cli_args import Parser  # noqa: E402
 from physics.nearfield import NearFieldScenario  # noqa: E402
 from physics.seeding import generator_for  # noqa: E402
 
@@ -77,7 +77,12 @@ def load_net(args) -> tuple[callable, NearFieldScenario, str]:
 
     if not args.ckpt.is_file():
         fail(f"--ckpt {str(args.ckpt)!r} is not a file")
-    ckpt = torch.load(args.ckpt, map_location="cpu", weights_only=False)
+    from models.checkpoints import load_checkpoint
+
+    try:
+        ckpt = load_checkpoint(args.ckpt)
+    except ValueError as e:
+        fail(f"--ckpt: {e}")
     rec = ckpt.get("phykey")
     if rec is None or rec["scenario"].get("scenario") != "nearfield":
         fail(f"--ckpt {str(args.ckpt)!r} is not a PKG-Net checkpoint of the nearfield config")
@@ -139,7 +144,7 @@ def summary(x_name: str, x, curves) -> list[str]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Reproduce 004 Figs 3-5 with MRC, SVD w/o PA, SVD w/ PA, the "
+    parser = Parser(description="Reproduce 004 Figs 3-5 with MRC, SVD w/o PA, SVD w/ PA, the "
                                                  "optimal beam and PKG-Net.")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--ckpt", type=Path, help="checkpoint of configs/pkgnet/nearfield.yaml")

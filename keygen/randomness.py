@@ -94,7 +94,9 @@ class NistResult:
         return min(self.p_values)
 
     def passed(self, alpha: float = 0.01) -> bool:
-        """``True`` when every p-value is ``>= alpha`` (SP 4.2.1)."""
+        """``True`` when every p-value is ``>= alpha`` (SP 4.2.1); alpha must lie in (0, 1)."""
+        if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1:
+            raise ValueError(f"alpha (significance level) must be a number in (0, 1), got {alpha!r}")
         return all(p >= alpha for p in self.p_values)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,16 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"checkpoint {str(p)!r} is not a file")
     if p.stat().st_size == 0:
         raise ValueError(f"checkpoint {str(p)!r} is empty")
+    if not zipfile.is_zipfile(p):
+        raise ValueError(f"checkpoint {str(p)!r} is not a readable PyTorch checkpoint (not the zip archive "
+                         "torch.save writes: truncated or another kind of file)")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        what = f": it refers to {found.group(1).rstrip('.,')}" if found else ""
         raise ValueError(f"checkpoint {str(p)!r} holds objects phykey does not load (only tensors and plain "
-                         f"types are read, nothing is unpickled): {first}") from None
+                         f"types are read, nothing is unpickled){what}") from None
     except (EOFError, OSError, RuntimeError, zipfile.BadZipFile, ValueError, KeyError) as e:
         raise ValueError(f"checkpoint {str(p)!r} is not a readable PyTorch checkpoint (truncated or another "
                          f"kind of file): {type(e).__name__}") from None

@@ -214,6 +214,29 @@ def _distance(a: torch.Tensor, b) -> torch.Tensor:
     return torch.linalg.vector_norm(a - as_float64(b).to(a.device), dim=-1)
 
 
+def _real(name: str, x) -> torch.Tensor:
+    """``x`` as float64, refusing complex input (a complex value is never silently cast to its real part)."""
+    if (isinstance(x, torch.Tensor) and x.is_complex()) or isinstance(x, complex) or \
+            (not isinstance(x, torch.Tensor) and torch.as_tensor(x).is_complex()):
+        raise ValueError(f"{name} must be real, got a complex value")
+    return as_float64(x)
+
+
+#: tolerance on |theta| = 1 accepted by the closed forms (float32 nets project to about 1e-7)
+THETA_MODULUS_TOL = 1e-3
+
+
+def check_unit_modulus(theta: torch.Tensor, tol: float = THETA_MODULUS_TOL) -> None:
+    """ValueError unless every finite IRS coefficient has |theta| within ``tol`` of 1 (001 (5))."""
+    if not isinstance(theta, torch.Tensor) or not theta.is_complex():
+        kind = f"tensor {theta.dtype}" if isinstance(theta, torch.Tensor) else type(theta).__name__
+        raise ValueError(f"theta must be a complex tensor of unit-modulus IRS coefficients, got {kind}")
+    dev = (theta.detach().abs() - 1).abs()
+    if bool((dev > tol).any()):
+        raise ValueError(f"theta must be unit-modulus (| |theta| - 1 | <= {tol}), got |theta| off by up to "
+                         f"{dev[torch.isfinite(dev)].max().item():.3g}")
+
+
 def _check_positions(name: str, pos: torch.Tensor) -> None:
     if pos.shape[-1:] != (3,):
         raise ValueError(f"{name} must have shape [..., 3] (x, y, z in m), got {tuple(pos.shape)}")
@@ -239,18 +262,21 @@ def irs_stats_from_geometry(
     bob_m, eve_m ``[..., 3]``; eta ``[...]`` in [0, 1); kappa ``[...]`` >= 0; P_b_w ``[...]`` > 0.
     Path gains follow 001 (57) / 000 (30); rho = J0(2 pi |bob - eve| / lambda) (001 Theorem 1).
     """
-    if int(M) < 1:
-        raise ValueError(f"M (BS antennas) must be >= 1, got {M}")
-    if int(L_H) < 1 or int(L_V) < 1:
-        raise ValueError(f"L_H and L_V must be >= 1, got L_H={L_H}, L_V={L_V}")
+    from physics.scenarios import check_positive_int, check_real
+
+    M, L_H, L_V = (check_positive_int(nm, v) for nm, v in (("M", M), ("L_H", L_H), ("L_V", L_V)))
+    check_real("carrier_hz", geometry.carrier_hz, low=1e6, high=1e12)
     if L is not None and L != L_H * L_V:
         raise ValueError(f"L must equal L_H * L_V = {L_H} * {L_V} = {L_H * L_V}, got L={L}")
-    bob = as_float64(bob_m)
+    bob = _real("bob_m", bob_m)
     _check_positions("bob_m", bob)
-    kappa = as_float64(kappa)
+    eta = _real("eta", eta)
+    if not torch.all(torch.isfinite(eta)) or torch.any(eta < 0) or torch.any(eta >= 1):
+        raise ValueError(f"eta must be finite and in [0, 1), got {eta.flatten()[:4].tolist()}")
+    kappa = _real("kappa", kappa)
     if not torch.all(torch.isfinite(kappa)) or torch.any(kappa < 0):
         raise ValueError(f"kappa must be finite and >= 0, got min {kappa.min().item()}")
-    P_b = as_float64(P_b_w)
+    P_b = _real("P_b_w", P_b_w)
     if not torch.all(torch.isfinite(P_b)) or torch.any(P_b <= 0):
         raise ValueError(f"P_b_w must be finite and > 0, got min {P_b.min().item()}")
     g = geometry
@@ -268,7 +294,7 @@ def irs_stats_from_geometry(
         noise_power=g.noise_power_w().to(dev),
     )
     if eve_m is not None:
-        eve = as_float64(eve_m)
+        eve = _real("eve_m", eve_m)
         _check_positions("eve_m", eve)
         stats.update(
             beta_h_eve=path_loss_linear(_distance(eve, g.bs_m), g.beta0_direct_db, g.exponent_direct),
@@ -281,6 +307,12 @@ def irs_stats_from_geometry(
 def stats_001(bob_m, *, M: int, L_H: int, L_V: int, eta=0.4, kappa=1.0, P_b_dbm=10.0, eve_m=None,
               carrier_hz: float = 2.4e9) -> IRSStats:
     """001 Sec. VII-A setup (Case 1 without ``eve_m``, Case 2 with it)."""
+    from physics.scenarios import check_real
+
+    if not isinstance(P_b_dbm, torch.Tensor):
+        check_real("P_b_dbm", P_b_dbm)
+    elif P_b_dbm.is_complex() or not bool(torch.isfinite(P_b_dbm).all()):
+        raise ValueError("P_b_dbm must be finite and real")
     geometry = replace(GEOMETRY_001, carrier_hz=carrier_hz)
     return irs_stats_from_geometry(geometry, bob_m, M=M, L_H=L_H, L_V=L_V, eta=eta, kappa=kappa,
                                    P_b_w=dbm_to_w(P_b_dbm), eve_m=eve_m)
@@ -372,6 +404,7 @@ def skr_case1(P: torch.Tensor, theta: torch.Tensor, stats: IRSStats) -> torch.Te
     ``[..., L]`` complex unit-modulus IRS coefficients. Returns ``[...]`` bits per channel probe,
     differentiable in P and theta. Computes in P's precision (use complex128 for evaluation).
     """
+    check_unit_modulus(theta)
     I_ab, _, _ = _mutual_informations_nats(P, theta, stats, need_eve=False)
     return I_ab / LN2
 
@@ -380,6 +413,7 @@ def skr_case2_parts(P: torch.Tensor, theta: torch.Tensor, stats: IRSStats) -> di
     """R1 = I(a;b) - I(a;e) (33), R2 = I(a;b) - I(b;e) (34) and the mutual informations, in bits."""
     if not stats.has_eve:
         raise ValueError("skr_case2 needs Eve's statistics (beta_h_eve, beta_f_eve, rho) in stats")
+    check_unit_modulus(theta)
     I_ab, I_ae, I_be = _mutual_informations_nats(P, theta, stats, need_eve=True)
     out = {"I_ab": I_ab / LN2, "I_ae": I_ae / LN2, "I_be": I_be / LN2}
     out["R1"] = out["I_ab"] - out["I_ae"]

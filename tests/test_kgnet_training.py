@@ -261,9 +261,9 @@ def test_kgnet_config_writes_offline_wandb_run_and_resumable_checkpoint(cli_env,
         cli_env.main(["fit", *common, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2"])
     finally:
         wandb.finish()
-    runs = glob.glob(str(tmp_path / "runs/kgnet/wandb/offline-run-*/run-*.wandb"))
+    runs = glob.glob(str(tmp_path / "runs/kgnet/kgnet/wandb/offline-run-*/run-*.wandb"))
     assert len(runs) == 1
-    last = glob.glob(str(tmp_path / "runs/kgnet/phykey/*/checkpoints/last.ckpt"))
+    last = glob.glob(str(tmp_path / "runs/kgnet/kgnet/checkpoints/last.ckpt"))
     assert len(last) == 1
     # hyperparameters are plain types: the CLI reloads them with torch.load(weights_only=True)
     ckpt = torch.load(last[0], weights_only=True)

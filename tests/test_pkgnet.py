@@ -215,10 +215,12 @@ print(json.dumps({{"dP": (P - ref["P"]).abs().max().item(), "dth": (theta - ref[
     ],
 )
 def test_bad_values_fail_before_training(cli_env, tmp_path, capsys, override, message):
-    with pytest.raises((ValueError, SystemExit)) as err:
+    with pytest.raises(SystemExit) as err:
         cli_env.main(["fit", "--config", CASE1, *SMALL, override])
-    text = str(err.value) + capsys.readouterr().err
-    assert message in text
+    assert err.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("error: ") and message in lines[-1]
+    assert sum(line.startswith("error:") for line in lines) == 1
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.ckpt"))
 
 
@@ -226,12 +228,14 @@ def test_unknown_yaml_key_is_rejected(cli_env, tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text(Path(CASE1).read_text().replace("    train_draws_per_epoch: 1000",
                                                   "    train_draws_per_epoch: 1000\n    trian_draws: 5"))
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as err:
         cli_env.main(["fit", "--config", str(bad), *SMALL])
-    assert "trian_draws" in capsys.readouterr().err
+    assert err.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "trian_draws" in last
 
 
-def test_checkpoint_from_another_scenario_is_refused_and_kept(cli_env, tmp_path, monkeypatch):
+def test_checkpoint_from_another_scenario_is_refused_and_kept(cli_env, tmp_path, monkeypatch, capsys):
     common, ckpts = in_run_dir(monkeypatch, tmp_path / "run")
     cli_env.main(["fit", *common, "--trainer.max_epochs=1"])
     ckpt = ckpts / "last.ckpt"
@@ -239,21 +243,24 @@ def test_checkpoint_from_another_scenario_is_refused_and_kept(cli_env, tmp_path,
     case2 = str(REPO / "configs" / "pkgnet" / "irs_case2.yaml")
     # the case-2 config writes to its own folder; point it at the case-1 folder to prove nothing is lost
     case2_common = ["--config", case2, *SMALL, "--trainer.logger=false"]
-    with pytest.raises(ValueError, match="another scenario"):
+    with pytest.raises(SystemExit):
         cli_env.main(["fit", *case2_common, "--trainer.max_epochs=2", f"--ckpt_path={ckpt}"])
+    assert "another scenario" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in ckpts.iterdir()} == before  # nothing overwritten or lost
     assert not list((tmp_path / "run" / "runs" / "pkgnet" / "irs_case2").rglob("*.ckpt"))  # refused before training
-    with pytest.raises(ValueError, match="another scenario"):
+    with pytest.raises(SystemExit):
         cli_env.main(["export", *case2_common, f"--ckpt_path={ckpt}", f"--out={tmp_path / 'x.pt2'}"])
+    assert "another scenario" in capsys.readouterr().err
     assert not (tmp_path / "x.pt2").exists()
 
 
-def test_export_to_missing_folder_fails_before_writing(cli_env, tmp_path, monkeypatch):
+def test_export_to_missing_folder_fails_before_writing(cli_env, tmp_path, monkeypatch, capsys):
     common, ckpts = in_run_dir(monkeypatch, tmp_path / "run")
     cli_env.main(["fit", *common, "--trainer.max_epochs=1"])
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(SystemExit) as err:
         cli_env.main(["export", *common, f"--ckpt_path={ckpts / 'last.ckpt'}",
                       f"--out={tmp_path / 'nope' / 'model.pt2'}"])
+    assert err.value.code == 2 and "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "nope").exists()
 
 

@@ -321,7 +321,7 @@ def test_named_evaluation_sweeps_hold_other_fields_at_the_paper_point():
     assert torch.allclose(b["eve_m"][:, 0], torch.full((3,), 10.0 - lam / 2, dtype=torch.float64))
     d = dm.sweep("bob_eve_distance_m", [0.01, 0.1])
     assert torch.allclose((d["bob_m"] - d["eve_m"]).norm(dim=-1), torch.tensor([0.01, 0.1], dtype=torch.float64))
-    with pytest.raises(ValueError, match="unknown sweep field"):
+    with pytest.raises(ValueError, match="unknown point field"):
         dm.sweep("M", [2, 4])
 
 

@@ -149,6 +149,20 @@ class PhykeyCLI(LightningCLI):
 
             self._ckpt = (ckpt_path, load_checkpoint(ckpt_path))
 
+    def before_instantiate_classes(self) -> None:
+        """Loggers' relative ``save_dir`` made absolute against the working directory: W&B's service
+        process keeps the working directory of the first run in a process, and would otherwise write a
+        later run's files there (runs in one Python process, e.g. notebooks and tests)."""
+        super().before_instantiate_classes()
+        sub = self.config.get("subcommand")
+        cfg = self.config[sub] if sub else self.config
+        loggers = cfg.get("trainer", {}).get("logger") if hasattr(cfg.get("trainer", {}), "get") else None
+        for lg in loggers if isinstance(loggers, list) else [loggers]:
+            init = getattr(lg, "init_args", None)
+            save_dir = init.get("save_dir") if init is not None and hasattr(init, "get") else None
+            if isinstance(save_dir, str) and save_dir and not os.path.isabs(save_dir):
+                init["save_dir"] = os.path.abspath(save_dir)
+
     def after_instantiate_classes(self) -> None:
         super().after_instantiate_classes()
         sub = self.config.get("subcommand")

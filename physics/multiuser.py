@@ -931,14 +931,25 @@ class MultiUserDesignSpace(nn.Module):
     antenna-domain steering vectors of all paths, computed in the graph from the sin(AoD) features, W_k
     ``[K N_P, M_e]`` complex from head ``P``; GS is the Gram-Schmidt QR projection onto semi-unitary
     matrices. With W = 0 this is the eigen-beam design (the span of the UT's own paths). The beam-domain
-    precoder is P~_k = A_BS^H P_k. C~_k = GS(I + 0.1 R_k) with R_k from head ``C``. Downlink budget
+    precoder is P~_k = A_BS^H P_k. C~_k = GS(E_k + 0.1 R_k) with R_k from head ``C`` and the start E_k:
+    ``receive_start="identity"`` E_k = I; ``"eigen_shifted"`` UT k's eigenvectors of R~_UT,k, column j the
+    ((j - k) mod N_k)-th (:meth:`_receive_start`). Downlink budget
     (default K M_e, what disjoint beams use): every P~_k is scaled by min(1, sqrt(budget) / ||sum_k P~_k||_F);
     ``budget=None`` reproduces (30) as printed. Outputs ``P [n, K, M, M_e, 2]``, ``C [n, K, N_k, N_e, 2]``.
     """
 
-    def __init__(self, M: int, K: int, N_k: int, N_P: int, M_e: int, N_e: int, budget: float | None):
+    RECEIVE_STARTS = ("identity", "eigen_shifted")
+
+    def __init__(self, M: int, K: int, N_k: int, N_P: int, M_e: int, N_e: int, budget: float | None,
+                 receive_start: str = "identity", power_iterations: int = 30):
         super().__init__()
         self.M, self.K, self.N_k, self.N_P, self.M_e, self.N_e = M, K, N_k, N_P, M_e, N_e
+        if receive_start not in self.RECEIVE_STARTS:
+            raise ValueError(f"receive_start must be one of {self.RECEIVE_STARTS}, got {receive_start!r}")
+        self.receive_start, self.power_iterations = receive_start, int(power_iterations)
+        F = dft_matrix(N_k)
+        self.register_buffer("F_re", F.real.to(torch.float32).contiguous(), persistent=False)
+        self.register_buffer("F_im", F.imag.to(torch.float32).contiguous(), persistent=False)
         self.budget = None if budget is None else float(budget)
         self.heads = {"P": K * K * N_P * M_e * 2, "C": K * N_k * N_e * 2}  # raw head names = output names (export)
         A = dft_matrix(M)
@@ -982,9 +993,43 @@ class MultiUserDesignSpace(nn.Module):
             scale = torch.clamp(torch.sqrt(self.budget / power.clamp_min(1e-12)), max=1.0)[:, None, None, None]
             br, bi = br * scale, bi * scale
         c = raw["C"].reshape(n, K, Nk, Ne, 2)
-        eye = torch.eye(Nk, Ne, dtype=dt, device=x.device)
-        cr, ci = _gram_schmidt(eye + 0.1 * c[..., 0], 0.1 * c[..., 1])
+        if self.receive_start == "eigen_shifted":
+            e_r, e_i = self._receive_start(x, dt)
+        else:
+            e_r = torch.eye(Nk, Ne, dtype=dt, device=x.device)
+            e_i = torch.zeros_like(e_r)
+        cr, ci = _gram_schmidt(e_r + 0.1 * c[..., 0], e_i + 0.1 * c[..., 1])
         return {"P": torch.stack([br, bi], -1), "C": torch.stack([cr, ci], -1)}
+
+    def _receive_start(self, x: torch.Tensor, dt: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """UT k's eigenvectors of R~_UT,k (19)-(20) from the sin(AoA) and power features, by subspace iteration
+        in real arithmetic (exportable), columns cyclically shifted by k: ``[n, K, N_k, N_e]`` real and imag.
+
+        With pilot reuse the BS's uplink observation for UT k carries every UT's H_j^T C_j^*; what matters is the
+        rotation C_j^* C_k^T between UTs. Eigen receive beams in the same order for every UT (or the identity)
+        line up the UTs' strong UT-side directions on the same uplink streams; shifting UT k's by k spreads them.
+        """
+        n = x.shape[0]
+        K, Np, Nk, Ne = self.K, self.N_P, self.N_k, self.N_e
+        KP = K * Np
+        s = x[:, KP:2 * KP].to(dt).reshape(n, K, Np)
+        g = torch.pow(10.0, x[:, 2 * KP:3 * KP].to(dt).reshape(n, K, Np) / 10)
+        g = g / g.sum(-1, keepdim=True)  # only the directions matter
+        ph = -math.pi * s[..., None] * torch.arange(Nk, dtype=dt, device=x.device)  # ULA response (2)
+        ar, ai = torch.cos(ph) / math.sqrt(Nk), torch.sin(ph) / math.sqrt(Nk)  # [n, K, Np, Nk]
+        Fr, Fi = self.F_re.to(dt), self.F_im.to(dt)
+        ur, ui = ar @ Fr + ai @ Fi, ai @ Fr - ar @ Fi  # u = a conj(F): beam-domain UT vectors
+        gr, gi = g[..., None] * ur, g[..., None] * ui
+        Rr = gr.transpose(-1, -2) @ ur + gi.transpose(-1, -2) @ ui  # R = sum_p g_p u_p u_p^H  [n, K, Nk, Nk]
+        Ri = gi.transpose(-1, -2) @ ur - gr.transpose(-1, -2) @ ui
+        Xr = torch.eye(Nk, dtype=dt, device=x.device).expand(n, K, Nk, Nk)
+        Xi = torch.zeros_like(Xr)
+        for _ in range(self.power_iterations):  # subspace iteration: columns -> eigenvectors, descending
+            Xr, Xi = _gram_schmidt(Rr @ Xr - Ri @ Xi, Rr @ Xi + Ri @ Xr, passes=1)
+        idx = [[(j - k) % Nk for j in range(Ne)] for k in range(K)]  # UT k: column j = eigenvector j - k
+        Er = torch.stack([Xr[:, k][..., idx[k]] for k in range(K)], 1)
+        Ei = torch.stack([Xi[:, k][..., idx[k]] for k in range(K)], 1)
+        return Er, Ei
 
 
 def _complex(t: torch.Tensor) -> torch.Tensor:
@@ -1023,7 +1068,8 @@ class MultiUserScenario(Scenario):
     Objective: ``"reuse"``: (30) per UT (pilot reuse, UTs independent; shared correlations ignored);
     ``"leakage"``: the leakage-aware (27), min over curious UTs of I(z_k^DL; z_k^UL | z_i^DL). ``skr``
     returns ``[n, K]`` bits; the framework sums over UTs. ``budget=True``: downlink pilot-power budget
-    K M_e (DESIGN.md section 1); ``False``: (30) as printed.
+    K M_e (DESIGN.md section 1); ``False``: (30) as printed. ``receive_start``: the start of the receive
+    matrices in the design space (:class:`MultiUserDesignSpace`), ``"identity"`` or ``"eigen_shifted"``.
     """
 
     OBJECTIVES = ("reuse", "leakage")
@@ -1034,8 +1080,12 @@ class MultiUserScenario(Scenario):
                  separated_gap_range: tuple[float, float] = (0.16, 0.26), p_overlapping: float = 0.5,
                  snr_db_range: tuple[float, float] = (0.0, 20.0), path_power_spread_db: float = 15.0,
                  shared_paths: int = 0, rho_range: tuple[float, float] = (0.8, 1.0),
-                 overlap_threshold_db: float = -20.0):
+                 overlap_threshold_db: float = -20.0, receive_start: str = "identity"):
         self.M, self.K, self.N_k = _check_int("M", M), _check_int("K", K), _check_int("N_k", N_k)
+        if receive_start not in MultiUserDesignSpace.RECEIVE_STARTS:
+            raise ValueError(f"receive_start must be one of {MultiUserDesignSpace.RECEIVE_STARTS}, "
+                             f"got {receive_start!r}")
+        self.receive_start = receive_start
         self.N_P, self.M_e, self.N_e = _check_int("N_P", N_P), _check_int("M_e", M_e), _check_int("N_e", N_e)
         if self.N_e > self.N_k:
             raise ValueError(f"N_e must be <= N_k, got N_e={N_e}, N_k={N_k}")
@@ -1083,13 +1133,15 @@ class MultiUserScenario(Scenario):
 
     _INIT_KEYS = ("M", "K", "N_k", "N_P", "M_e", "N_e", "objective", "budget", "spread", "overlapping_gap_range",
                   "separated_gap_range", "p_overlapping", "snr_db_range", "path_power_spread_db", "shared_paths",
-                  "rho_range", "overlap_threshold_db")
+                  "rho_range", "overlap_threshold_db", "receive_start")
+    _DEFAULTS = {"receive_start": "identity"}  # keys added later: older descriptions load with the default
 
     @classmethod
     def from_description(cls, desc: dict[str, Any]) -> MultiUserScenario:
         """The scenario a checkpoint or an exported file was made with (inverse of :meth:`describe`)."""
         if not str(desc.get("scenario", "")).startswith("multiuser_003"):
             raise ValueError(f"not a 003 multi-user scenario description: scenario = {desc.get('scenario')!r}")
+        desc = {**cls._DEFAULTS, **desc}
         return cls(**{k: tuple(desc[k]) if isinstance(desc[k], list) else desc[k] for k in cls._INIT_KEYS})
 
     def replace(self, **changes) -> MultiUserScenario:
@@ -1119,6 +1171,7 @@ class MultiUserScenario(Scenario):
             "snr_db_range": list(self.snr_db_range), "path_power_spread_db": self.path_power_spread_db,
             "shared_paths": self.shared_paths, "rho_range": list(self.rho_range),
             "overlap_threshold_db": self.overlap_threshold_db,
+            **({"receive_start": self.receive_start} if self.receive_start != "identity" else {}),
             "feature_names": list(self.feature_names), "feature_units": list(self.feature_units),
             "outputs": {"P": [self.K, self.M, self.M_e, 2], "C": [self.K, self.N_k, self.N_e, 2]},
             "output_meaning": {"P": "beam-domain precoders P~_k = A_BS^H P_k (real, imag last), budget applied",
@@ -1218,7 +1271,8 @@ class MultiUserScenario(Scenario):
         return low, high
 
     def design_space(self) -> MultiUserDesignSpace:
-        return MultiUserDesignSpace(self.M, self.K, self.N_k, self.N_P, self.M_e, self.N_e, self.budget_value)
+        return MultiUserDesignSpace(self.M, self.K, self.N_k, self.N_P, self.M_e, self.N_e, self.budget_value,
+                                    self.receive_start)
 
     # -- physics ----------------------------------------------------------------------------
     def paths(self, batch: Batch) -> dict[str, torch.Tensor]:

@@ -224,11 +224,51 @@ def test_without_budget_coherent_precoders_are_not_scaled():
     assert torch.all(sc_nb.skr(b, d_nb).sum(-1) >= sc.skr(b, d).sum(-1))
 
 
-def test_design_space_exports_and_round_trips(tmp_path):
+def test_receive_start_is_shifted_eigen_beams():
+    """receive_start="eigen_shifted": at zero C-head output, UT k's C~_k column j spans the ((j - k) mod N_k)-th
+    eigenvector of R~_UT,k (subspace iteration in real arithmetic against torch.linalg.eigh); the precoders are
+    unchanged; the key only appears in the description when not the default."""
+    sc = MultiUserScenario(receive_start="eigen_shifted")
+    assert sc.describe()["receive_start"] == "eigen_shifted" and "receive_start" not in MultiUserScenario().describe()
+    assert MultiUserScenario.from_description(sc.describe()).receive_start == "eigen_shifted"
+    b = sc.sample(6, generator_for(11))
+    ds = sc.design_space()
+    x = sc.features(b).float()
+    out = ds({k: torch.zeros(6, n) for k, n in ds.heads.items()}, x)
+    ref = MultiUserScenario().design_space()({k: torch.zeros(6, n) for k, n in ds.heads.items()}, x)
+    assert torch.allclose(out["P"], ref["P"])
+    pth = sc.paths(b)
+    R = torch.einsum("nkp,nkpa,nkpb->nkab", pth["g"].to(torch.complex128), pth["u"], pth["u"].conj())
+    lam, E = torch.linalg.eigh(R)
+    E, lam = E.flip(-1), lam.flip(-1)
+    C = cplx(out["C"])
+    checked = 0
+    for k in range(sc.K):
+        for j in range(sc.N_e):
+            i = (j - k) % sc.N_k
+            e = E[:, k, :, i]
+            # 30 subspace iterations converge like (lambda_{i+1} / lambda_i)^30: check well-separated eigenvalues
+            ratio = lam[:, k, 1:] / lam[:, k, :-1]
+            sep = torch.ones(6, dtype=torch.bool)
+            if i > 0:
+                sep &= ratio[:, i - 1] < 0.8
+            if i < sc.N_k - 1:
+                sep &= ratio[:, i] < 0.8
+            overlap = (e.conj() * C[:, k, :, j]).sum(-1).abs()
+            assert torch.all(overlap[sep] > 0.999), (k, j, overlap)
+            checked += int(sep.sum())
+    assert checked >= 40
+    with pytest.raises(ValueError, match="receive_start"):
+        MultiUserScenario(receive_start="eigen")
+
+
+@pytest.mark.parametrize("receive_start", ["identity", "eigen_shifted"])
+def test_design_space_exports_and_round_trips(tmp_path, receive_start):
     """torch.export of the whole net (raw features -> P, C), save/load, same outputs; no complex outputs."""
     from models.export import export_pkgnet
 
-    sc = MultiUserScenario(M=16, K=2, N_k=2, N_P=2, M_e=2, N_e=2)  # tracing unrolls Gram-Schmidt: keep it small
+    sc = MultiUserScenario(M=16, K=2, N_k=2, N_P=2, M_e=2, N_e=2,  # tracing unrolls Gram-Schmidt: keep it small
+                           receive_start=receive_start)
     torch.manual_seed(0)
     net = PKGNet([16]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space()).eval()
     meta = export_pkgnet(net, sc, tmp_path / "mu.pt2")
@@ -276,12 +316,16 @@ def test_config_fast_dev_run(cli_env, config, tmp_path):
 
 @pytest.mark.slow
 def test_learned_design_beats_analytic_baselines_on_overlapping_users():
-    """~20 s on a free core: 8 epochs of 500 draws at K = 4, M = 64, then 300 held-out draws: on overlapping
-    users the learned sum SKR (30) is >= 1.05x the best analytic baseline (issue 14's target; measured 1.11x),
-    and on separated users >= 0.99 of the sum of Theorem 2's single-user rates (measured 1.07: pilot reuse
-    under a total downlink budget lets the design move power between UTs, which (31) does not)."""
+    """~40-80 s on the shared 2-core machine: 8 epochs of 500 draws at K = 4, M = 64 (receive_start as in
+    multiuser.yaml), then 300 held-out draws. On overlapping users the best analytic baseline (eigen beams) is
+    clearly below the per-instance optimum (checked on 8 draws: <= 0.85 of it; measured 0.826), so a trivial
+    design cannot clear the bar: the learned sum SKR (30) is >= 1.12x the best analytic baseline (measured
+    1.145x at this size; issue 14's target 1.05x) and >= 0.90 of the optimum on those draws (measured 0.927).
+    On separated users >= 1.03x the sum of Theorem 2's single-user rates (measured 1.072: pilot reuse under a
+    total downlink budget lets the design move power between UTs, which (31) does not; target 0.99)."""
     sc = MultiUserScenario(M=64, K=4, N_k=4, N_P=4, M_e=4, N_e=4, spread=0.06,
-                           separated_gap_range=(0.2, 0.3), overlapping_gap_range=(0.02, 0.08))
+                           separated_gap_range=(0.2, 0.3), overlapping_gap_range=(0.02, 0.08),
+                           receive_start="eigen_shifted")
     torch.manual_seed(0)
     net = PKGNet([128, 128]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space())
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -298,7 +342,14 @@ def test_learned_design_beats_analytic_baselines_on_overlapping_users():
     base = {k: sc.skr(test, d).sum(-1) for k, d in sc.baselines(test, generator_for(1)).items()}
     sub = sc.subsets(test)
     ov = sub["overlapping"]
-    best = max(base[k][ov].mean() for k in ("beam_selection", "strongest_overlapping", "eigen_beams"))
-    assert learned[ov].mean() >= 1.05 * best, (learned[ov].mean(), best)
+    names = ("beam_selection", "strongest_overlapping", "eigen_beams")
+    best_name = max(names, key=lambda k: base[k][ov].mean())
+    best = base[best_name][ov].mean()
+    assert learned[ov].mean() >= 1.12 * best, (learned[ov].mean(), best)
+    idx = torch.nonzero(ov)[:8, 0]
+    sb = {k: v[idx] for k, v in test.items()}
+    r_opt = sc.skr(sb, sc.optimum(sb, generator_for(2024, 8), steps=60, restarts=3)).sum(-1)
+    assert base[best_name][idx].mean() <= 0.85 * r_opt.mean(), (base[best_name][idx].mean(), r_opt.mean())
+    assert learned[idx].mean() >= 0.9 * r_opt.mean(), (learned[idx].mean(), r_opt.mean())
     th = sc.theorem2_rates(test).sum(-1)
-    assert learned[sub["separated"]].mean() >= 0.99 * th[sub["separated"]].mean()
+    assert learned[sub["separated"]].mean() >= 1.03 * th[sub["separated"]].mean()

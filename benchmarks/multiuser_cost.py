@@ -16,12 +16,11 @@ largest relative difference of the two values (they are the same quantity).
 
 from __future__ import annotations
 
-import sys
 import time
 
 import torch
 
-from experiments.cli_args import Parser
+from experiments.cli_args import Parser, positive_int
 from physics import multiuser as mu
 from physics.multiuser import MultiUserScenario
 from physics.scenarios import generator_for
@@ -37,28 +36,17 @@ def best_time(fn, repeats: int) -> float:
     return min(times)
 
 
-def positive_int(name: str, text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    if v < 1 or str(v) != text.strip():
-        print(f"error: --{name} must be an integer >= 1, got {text!r}", file=sys.stderr)
-        raise SystemExit(2)
-    return v
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = Parser(description=__doc__.splitlines()[0])
-    parser.add_argument("--draws", default="32", help="draws for the structured timing")
-    parser.add_argument("--direct-draws", default="4", help="draws for the direct timing (slow)")
-    parser.add_argument("--repeats", default="3")
-    parser.add_argument("--threads", default="1", help="torch intra-op threads")
+    parser.add_argument("--draws", default=32, type=positive_int, help="draws for the structured timing")
+    parser.add_argument("--direct-draws", default=4, type=positive_int, help="draws for the direct timing (slow)")
+    parser.add_argument("--repeats", default=3, type=positive_int)
+    parser.add_argument("--threads", default=1, type=positive_int, help="torch intra-op threads")
     args = parser.parse_args(argv)
-    n = positive_int("draws", args.draws)
-    nd = positive_int("direct-draws", args.direct_draws)
-    repeats = positive_int("repeats", args.repeats)
-    torch.set_num_threads(positive_int("threads", args.threads))
+    n = args.draws
+    nd = args.direct_draws
+    repeats = args.repeats
+    torch.set_num_threads(args.threads)
     sc = MultiUserScenario()
     b = sc.sample(max(n, nd), generator_for(0, 1))
     pth = sc.paths(b)

@@ -13,31 +13,15 @@ Without ``--ckpt`` the net is an untrained PKG-Net of the config's size (same co
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from experiments.cli_args import Parser
+from experiments.cli_args import Parser, fail, positive_int
 from models.pkgnet import PKGNet
 from physics.nearfield import NearFieldScenario, dinkelbach_power_split, optimal_beam, svd_design
 from physics.seeding import generator_for
-
-
-def fail(msg: str) -> None:
-    print(f"error: {msg}", file=sys.stderr)
-    sys.exit(2)
-
-
-def positive_int(name: str, text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        fail(f"{name} must be a positive integer, got {text!r}")
-    if v < 1:
-        fail(f"{name} must be a positive integer, got {text!r}")
-    return v
 
 
 def best_times(fns: dict, repeats: int) -> dict[str, float]:
@@ -57,11 +41,11 @@ def best_times(fns: dict, repeats: int) -> dict[str, float]:
 def main(argv=None) -> None:
     parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", type=Path, default=None, help="checkpoint of configs/pkgnet/nearfield.yaml")
-    parser.add_argument("--batch", default="1000", help="large batch size (default 1000)")
-    parser.add_argument("--repeats", default="5", help="timed repeats, best kept (default 5)")
+    parser.add_argument("--batch", default=1000, type=positive_int, help="large batch size (default 1000)")
+    parser.add_argument("--repeats", default=5, type=positive_int, help="timed repeats, best kept (default 5)")
     args = parser.parse_args(argv)
-    batch = positive_int("--batch", args.batch)
-    repeats = positive_int("--repeats", args.repeats)
+    batch = args.batch
+    repeats = args.repeats
     sc = NearFieldScenario()
     hidden = [64, 64]
     state = None

@@ -20,6 +20,12 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def fail(message: str) -> None:
+    """A user error found after parsing: one line ``error: <message>`` on stderr, exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def positive_int(text: str) -> int:
     """``type=`` for counts: an integer >= 1 (``0``, ``-1``, ``2.5`` and ``abc`` are refused)."""
     try:

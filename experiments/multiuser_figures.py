@@ -44,7 +44,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from experiments.cli_args import Parser  # noqa: E402
+from experiments.cli_args import Parser, fail, positive_int  # noqa: E402
 from keygen.randomness import TABLE_I_003_TESTS, nist_pass_ratios_003  # noqa: E402
 from physics import multiuser as mu  # noqa: E402
 from physics.multiuser import MultiUserScenario  # noqa: E402
@@ -54,21 +54,6 @@ BASE = ("beam_selection", "strongest_overlapping", "eigen_beams")
 LABEL = {"beam_selection": "Algorithm 1 (beam selection)", "strongest_overlapping": "strongest beams (Fig. 8)",
          "eigen_beams": "eigen beams", "random_semi_unitary": "random semi-unitary", "learned": "PKG-Net",
          "optimum": "per-instance optimum"}
-
-
-def fail(msg: str) -> None:
-    print(f"error: {msg}", file=sys.stderr)
-    raise SystemExit(2)
-
-
-def positive_int(name: str, text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        fail(f"--{name} must be an integer >= 1, got {text!r}")
-    if v < 1 or str(v) != text.strip():
-        fail(f"--{name} must be an integer >= 1, got {text!r}")
-    return v
 
 
 def load_net(path: Path | None, flag: str):
@@ -555,20 +540,20 @@ def main(argv=None) -> None:
     p.add_argument("--shared-reuse-ckpt", type=Path, default=None,
                    help="checkpoint of multiuser_shared.yaml trained with objective: reuse")
     p.add_argument("--out", type=Path, default=Path("results/multiuser_003"))
-    p.add_argument("--draws", default="200")
-    p.add_argument("--optimum-draws", default="16")
-    p.add_argument("--optimum-steps", default="100")
-    p.add_argument("--keys", default="10000")
-    p.add_argument("--rounds", default="50", help="probing rounds per draw for the BDR")
-    p.add_argument("--threads", default="1")
+    p.add_argument("--draws", default=200, type=positive_int)
+    p.add_argument("--optimum-draws", default=16, type=positive_int)
+    p.add_argument("--optimum-steps", default=100, type=positive_int)
+    p.add_argument("--keys", default=10000, type=positive_int)
+    p.add_argument("--rounds", default=50, type=positive_int, help="probing rounds per draw for the BDR")
+    p.add_argument("--threads", default=1, type=positive_int)
     p.add_argument("--quick", action="store_true", help="a few draws everywhere (smoke run)")
     args = p.parse_args(argv)
-    draws = positive_int("draws", args.draws)
-    opt_draws = positive_int("optimum-draws", args.optimum_draws)
-    opt_steps = positive_int("optimum-steps", args.optimum_steps)
-    n_keys = positive_int("keys", args.keys)
-    rounds = positive_int("rounds", args.rounds)
-    torch.set_num_threads(positive_int("threads", args.threads))
+    draws = args.draws
+    opt_draws = args.optimum_draws
+    opt_steps = args.optimum_steps
+    n_keys = args.keys
+    rounds = args.rounds
+    torch.set_num_threads(args.threads)
     if args.quick:
         draws, opt_draws, opt_steps, n_keys, rounds = 8, 2, 3, 100, 5
     if not args.out.parent.exists():

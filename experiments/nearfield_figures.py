@@ -29,7 +29,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from experiments.cli_args import Parser  # noqa: E402
+from experiments.cli_args import Parser, fail, positive_int  # noqa: E402
 from physics.nearfield import NearFieldScenario  # noqa: E402
 from physics.seeding import generator_for  # noqa: E402
 
@@ -38,21 +38,6 @@ NAMES = {"mrc": "MRC", "svd_equal": "SVD w/o PA", "svd_dinkelbach": "SVD w/ PA",
 STYLE = {"MRC": dict(color="C7", marker="x"), "SVD w/o PA": dict(color="C2", marker="^"),
          "SVD w/ PA": dict(color="C3", marker="v"), "optimal beam": dict(color="k", linewidth=3.5, alpha=0.35),
          "PKG-Net": dict(color="C0", linestyle="--")}
-
-
-def fail(msg: str) -> None:
-    print(f"error: {msg}", file=sys.stderr)
-    sys.exit(2)
-
-
-def positive_int(name: str, text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        fail(f"{name} must be a positive integer, got {text!r}")
-    if v < 1 or str(v) != text.strip().lstrip("+"):
-        fail(f"{name} must be a positive integer, got {text!r}")
-    return v
 
 
 def load_net(args) -> tuple[callable, NearFieldScenario, str]:
@@ -150,15 +135,19 @@ def main(argv=None) -> None:
     src.add_argument("--ckpt", type=Path, help="checkpoint of configs/pkgnet/nearfield.yaml")
     src.add_argument("--pt2", type=Path, help="exported PKG-Net (.pt2) of the nearfield config")
     parser.add_argument("--out", type=Path, default=Path("results/nearfield_004"), help="output folder (created)")
-    parser.add_argument("--pt-points", default="41", help="points on Fig. 3's P_t axis (default 41: 1 dB steps)")
-    parser.add_argument("--re-points", default="121", help="points on Fig. 4's r_e axis (default 121: 0.1 m)")
-    parser.add_argument("--psi-points", default="601", help="points on Fig. 5's psi_e axis (default 601: 5 mrad)")
-    parser.add_argument("--test-draws", default="2000", help="held-out draws of the training distribution")
+    parser.add_argument("--pt-points", default=41, type=positive_int,
+                        help="points on Fig. 3's P_t axis (default 41: 1 dB steps)")
+    parser.add_argument("--re-points", default=121, type=positive_int,
+                        help="points on Fig. 4's r_e axis (default 121: 0.1 m)")
+    parser.add_argument("--psi-points", default=601, type=positive_int,
+                        help="points on Fig. 5's psi_e axis (default 601: 5 mrad)")
+    parser.add_argument("--test-draws", default=2000, type=positive_int,
+                        help="held-out draws of the training distribution")
     args = parser.parse_args(argv)
-    n_pt = positive_int("--pt-points", args.pt_points)
-    n_re = positive_int("--re-points", args.re_points)
-    n_psi = positive_int("--psi-points", args.psi_points)
-    n_test = positive_int("--test-draws", args.test_draws)
+    n_pt = args.pt_points
+    n_re = args.re_points
+    n_psi = args.psi_points
+    n_test = args.test_draws
     for name, n in (("--pt-points", n_pt), ("--re-points", n_re), ("--psi-points", n_psi)):
         if n < 2:
             fail(f"{name} must be >= 2 (an axis needs two points), got {n}")

@@ -6,7 +6,7 @@ geometric multipath channel (1)-(3), H_k = sum_p alpha_kp a_UT(theta_kp) a_BS(ph
 with independent complex Gaussian path gains alpha_kp ~ CN(0, g_kp) and fixed angles (the statistical
 CSI). Its beam-domain form is H~_k = A_UT^H H_k A_BS (13) with the DFT matrices (16).
 
-Conventions (pinned; DESIGN.md section 4)
+Conventions (pinned; docs/architecture.md section 4)
 -----------------------------------------
 * sin-angles: every angle enters only through its sine (``sin_aod``, ``sin_aoa``); element i of the
   ULA response is exp(-j pi i s) / sqrt(N) (d = lambda/2, (2)).
@@ -27,13 +27,13 @@ noise with covariance P_k^T P_k^* kron I (003 (26)). Theorem 1 (30) is the Gauss
 of these two; with orthogonal pilots between users the interference vanishes and (30) becomes (31).
 
 Numerics: every closed form is evaluated as log det of Hermitian positive-definite matrices by
-Cholesky (DESIGN.md section 5). Two equivalent evaluations exist: the public functions take the full
+Cholesky (docs/architecture.md section 5). Two equivalent evaluations exist: the public functions take the full
 Lambda (the literal matrices of Theorem 1, O((M N_k)^2) per user pair), and the ``*_paths`` functions
 used by :class:`MultiUserScenario` work on the N_P path vectors (Lambda is rank N_P), so one draw of the
 K = 6, M = 128 sum rate costs O(K^2 M M_e N_P) instead of O(K^2 (M N_k)^2 M_e). They agree to 1e-10
 (tests/test_multiuser_physics.py) and ``benchmarks/multiuser_cost.py`` measures the ratio.
 
-Paper slips resolved here (DESIGN.md section 1): Theorem 2's optimum is the top-n eigenvectors of the
+Paper slips resolved here (docs/architecture.md section 1): Theorem 2's optimum is the top-n eigenvectors of the
 full Lambda (the unit vectors of (38)/Remark 7 only when Lambda is diagonal); beam selection ranks the
 diagonal of the beam-domain R~_BS (not the eigenvalues of the antenna-domain R_BS as (40) prints);
 Algorithm 1's "non-overlapping" needs a threshold (``overlap_threshold_db``); (43) uses |rho|^2 and (45)
@@ -292,7 +292,7 @@ def _check_n(n, D: int) -> int:
 
 
 def optimal_rate(Lambda: torch.Tensor, n: int) -> torch.Tensor:
-    """003 (39), corrected (DESIGN.md section 1): the largest (31) over semi-unitary U with n columns,
+    """003 (39), corrected (docs/architecture.md section 1): the largest (31) over semi-unitary U with n columns,
     sum over the n largest eigenvalues mu_i of the full Lambda of log2((1+mu_i)^2 / (1+2 mu_i)).
     ``Lambda [..., D, D]`` -> ``[...]`` float64 bits."""
     Lam = _check_lambda(Lambda)
@@ -414,7 +414,7 @@ def skr_pilot_reuse(P: torch.Tensor, C: torch.Tensor, Lambda: torch.Tensor) -> t
 
     ``P [..., K, M, M_e]`` beam-domain precoders P~_k (any; the uplink noise covariance is P^T P^* kron I),
     ``C [..., K, N_k, N_e]`` beam-domain receive matrices C~_k, ``Lambda [..., K, M N_k, M N_k]``; unit
-    noise. No downlink power budget here (DESIGN.md section 4). Returns ``[..., K]`` float64.
+    noise. No downlink power budget here (docs/architecture.md section 4). Returns ``[..., K]`` float64.
     """
     if Lambda.ndim < 3:
         raise ValueError(f"Lambda must be [..., K, M N_k, M N_k], got shape {tuple(Lambda.shape)}")
@@ -603,7 +603,7 @@ def theorem2_rate_paths(u: torch.Tensor, v: torch.Tensor, g: torch.Tensor, n: in
 def leakage_ratio(rho, noise_var) -> torch.Tensor:
     """003 (43): gamma = 1 - R_l / R_h for one overlapping beam with unit-power channels h_1, h_2.
 
-    ``rho`` real in [-1, 1] (pass |rho| for complex channels, DESIGN.md: (43) depends on rho^2),
+    ``rho`` real in [-1, 1] (pass |rho| for complex channels, docs/architecture.md section 1: (43) depends on rho^2),
     ``noise_var`` = sigma^2 > 0 linear. R_h = log((1+s)^2 / (s(2+s))) (rho = 0) and
     R_l = log(((1+s)^2 - rho^2)^2 / ((1+s)(s^3 + 3 s^2 - 2 s rho^2 + 2 s))). At rho = +-1 this is
     log[(1+s)^3 (3+s) / (s (2+s)^3)] / log[(1+s)^2 / (s (2+s))] (used instead of the garbled (45)).
@@ -671,8 +671,8 @@ def _select_columns(idx: torch.Tensor, size: int, dtype=torch.complex128) -> tor
 
 
 def strongest_beams_design(R_bs: torch.Tensor, R_ut: torch.Tensor, M_e: int, N_e: int):
-    """(40)-(41) with the beam-domain diagonal (DESIGN.md): each UT takes its M_e strongest BS beams and N_e
-    strongest UT beams, overlapping other UTs' beams or not (Fig. 8's "overlapping" scheme).
+    """(40)-(41) with the beam-domain diagonal (docs/architecture.md section 1): each UT takes its M_e
+    strongest BS beams and N_e strongest UT beams, overlapping other UTs' beams or not (Fig. 8's "overlapping" scheme).
     ``R_bs [..., K, M, M]``, ``R_ut [..., K, N_k, N_k]`` -> P ``[..., K, M, M_e]``, C ``[..., K, N_k, N_e]``."""
     return strongest_beams_from_powers(torch.diagonal(R_bs, dim1=-2, dim2=-1).real,
                                        torch.diagonal(R_ut, dim1=-2, dim2=-1).real, M_e, N_e)
@@ -692,7 +692,7 @@ def strongest_beams_from_powers(d_bs: torch.Tensor, d_ut: torch.Tensor, M_e: int
 
 def algorithm1_design(R_bs: torch.Tensor, R_ut: torch.Tensor, M_e: int, N_e: int,
                       overlap_threshold_db: float = -20.0):
-    """003 Algorithm 1 with its overlap rule made explicit (DESIGN.md section 1).
+    """003 Algorithm 1 with its overlap rule made explicit (docs/architecture.md section 1).
 
     Beam m "belongs to" UT k' when [R~_BS,k']_mm >= 10^(t/10) max_m [R~_BS,k']_mm (t =
     ``overlap_threshold_db``, default -20 dB: 003 Sec. VI reports about 20 dB between adjacent UTs). UTs
@@ -900,7 +900,7 @@ def mc_mutual_information(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | No
 
 
 # --------------------------------------------------------------------------------------------
-# the scenario (DESIGN.md section 3)
+# the scenario (docs/architecture.md section 3)
 # --------------------------------------------------------------------------------------------
 
 
@@ -1068,7 +1068,7 @@ class MultiUserScenario(Scenario):
     Objective: ``"reuse"``: (30) per UT (pilot reuse, UTs independent; shared correlations ignored);
     ``"leakage"``: the leakage-aware (27), min over curious UTs of I(z_k^DL; z_k^UL | z_i^DL). ``skr``
     returns ``[n, K]`` bits; the framework sums over UTs. ``budget=True``: downlink pilot-power budget
-    K M_e (DESIGN.md section 1); ``False``: (30) as printed. ``receive_start``: the start of the receive
+    K M_e (docs/architecture.md section 1); ``False``: (30) as printed. ``receive_start``: the start of the receive
     matrices in the design space (:class:`MultiUserDesignSpace`), ``"identity"`` or ``"eigen_shifted"``.
     """
 

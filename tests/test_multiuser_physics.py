@@ -187,7 +187,7 @@ def test_theorem2_bounds_random_designs_and_eigenvectors_attain_39():
     Ur2 = mu.kron_design(mu.random_semi_unitary((300, 4), M, 3, gen(11)),
                          mu.random_semi_unitary((300, 4), N, 2, gen(12)))
     assert torch.all(mu.skr_orthogonal_pilots(Ur2, Lam) <= best + 1e-10)
-    # the other eigenvalue order of (39) (n smallest) gives about 0 (DESIGN.md): rank 6 < 32 - 6
+    # the other eigenvalue order of (39) (n smallest) gives about 0 (docs/architecture.md section 1): rank 6 < 32 - 6
     mu_all = torch.linalg.eigvalsh(Lam).clamp_min(0)[..., :n]
     assert torch.all(((2 * torch.log1p(mu_all) - torch.log1p(2 * mu_all)).sum(-1) / LN2) < 1e-9)
     # path-domain evaluation (N_P x N_P Gram matrix) equals the full eigendecomposition
@@ -207,7 +207,8 @@ def test_unit_vector_rule_is_optimal_on_grid_and_falls_short_off_grid():
     Lam = mu.lambda_from_paths(u, v, pw)
     ratio = mu.skr_orthogonal_pilots(mu.unit_vector_design(Lam, n), Lam) / mu.optimal_rate(Lam, n)
     assert torch.all(ratio <= 1 + 1e-12)
-    # off the grid the power leaks over neighbouring beams: DESIGN.md reports ~0.8 of (39) on average
+    # off the grid the power leaks over neighbouring beams: docs/architecture.md section 1 reports ~0.8 of (39)
+    # on average
     assert ratio.mean() < 0.95
 
 
@@ -367,8 +368,8 @@ def test_leakage_ratio_against_joint_covariance_and_limits():
     for rho in (0.2, 0.7, 1.0):
         assert torch.equal(mu.leakage_ratio(rho, s), mu.leakage_ratio(-rho, s))  # even in rho
     closed = torch.log((1 + s) ** 3 * (3 + s) / (s * (2 + s) ** 3)) / torch.log((1 + s) ** 2 / (s * (2 + s)))
-    assert torch.allclose(mu.leakage_ratio(1.0, s), closed, rtol=1e-10)  # DESIGN.md's rho = 1 form
-    assert float(mu.leakage_ratio(1.0, 1e-6)) == pytest.approx(0.978, abs=5e-4)  # DESIGN.md's number
+    assert torch.allclose(mu.leakage_ratio(1.0, s), closed, rtol=1e-10)  # docs/architecture.md's rho = 1 form
+    assert float(mu.leakage_ratio(1.0, 1e-6)) == pytest.approx(0.978, abs=5e-4)  # docs/architecture.md's number
     # -> 1 logarithmically: 1 - gamma ~ log(4/3) / log(1/(2 s)); relative error O(s + 1/log(1/s))
     for s0 in (1e-8, 1e-12, 1e-16):
         gap = 1 - float(mu.leakage_ratio(1.0, s0))

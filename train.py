@@ -314,7 +314,7 @@ def _parser_errors_raise() -> Iterator[None]:
 class _DropTips(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
-        return not any(t in msg for t in ("Tip:", "litlogger", "litmodels", "LitLogger"))
+        return not any(t in msg for t in ("Tip:", "litlogger", "litmodels", "LitLogger", "Seed set to"))
 
 
 def _quiet_third_parties() -> None:

@@ -122,10 +122,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     kwargs = {k: v for k, v in cfg[name].items() if k != "__path__"}
     import signal
 
-    def _terminate(signum, frame):  # SIGTERM unwinds like Ctrl-C: the writer removes its temporary file
+    from channeldata.dualband_file import clear_stop, request_stop
+
+    def _terminate(signum, frame):  # SIGTERM and Ctrl-C: the writer removes its temporary file
+        request_stop()  # checked by the writer at every chunk and before committing
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
+    previous = {s: signal.signal(s, _terminate) for s in (signal.SIGTERM, signal.SIGINT)} if _main_thread() else {}
     try:
         out = commands[name](**kwargs)
     except (ValueError, OSError) as err:
@@ -137,8 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: interrupted; nothing was written (the partial file was removed)", file=sys.stderr)
         return 130
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        clear_stop()
     data = read_dual_band(out)
     print(f"wrote {out}: {data.num_users} users x {data.num_subcarriers} subcarriers, "
           f"source {data.attrs['source']}, Eve {'stored' if data.has_eve else 'not stored'}")

@@ -24,6 +24,7 @@ import math
 import os
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -298,6 +299,7 @@ class DualBandWriter:
         an extra dataset path); complex input is stored as complex64, positions as float64."""
         if self._file is None:
             raise RuntimeError("DualBandWriter.write called outside its 'with' block")
+        _check_stop()
         expected = {name for name in DATASETS if self.with_eve or name not in _EVE_FIELDS}
         expected |= set(self.extra_datasets)
         if set(arrays) != expected:
@@ -332,6 +334,7 @@ class DualBandWriter:
             self._discard()
             return False
         try:
+            _check_stop()  # a stop request never ends in a committed file
             if not self._written.all():
                 missing = int(np.flatnonzero(~self._written)[0])
                 raise ValueError(f"{self.where}: rows from {missing} were never written; "
@@ -348,6 +351,26 @@ class DualBandWriter:
             self._discard()
             raise
         return False
+
+
+_STOP = threading.Event()
+
+
+def request_stop() -> None:
+    """Ask every writer to abandon its file at its next step (set from a signal handler: an exception
+    raised by the handler itself can be swallowed when it lands inside a destructor or C callback)."""
+    _STOP.set()
+
+
+def clear_stop() -> None:
+    """Forget a stop request (the command line calls it when its command ends, so the next command in
+    the same process writes normally)."""
+    _STOP.clear()
+
+
+def _check_stop() -> None:
+    if _STOP.is_set():
+        raise KeyboardInterrupt("stop requested")
 
 
 def write_dual_band(path: str | os.PathLike, data: DualBandData, *, overwrite: bool = False) -> Path:

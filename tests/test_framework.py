@@ -292,3 +292,19 @@ def test_ddp_validation_means_equal_a_single_process(tmp_path):
 
 def test_irs_physics_still_uses_the_shared_optimisers():
     assert irs.waterfill_allocation.__module__ == "physics.optim"
+
+
+SCRIPTS = sorted(str(p.relative_to(REPO)) for p in [*(REPO / "benchmarks").glob("*.py"),
+                                                     *(REPO / "experiments").glob("*.py")]
+                 if p.name not in ("__init__.py", "cli_args.py"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_script_runs_as_a_file_from_the_installed_package(script, tmp_path):
+    """``python benchmarks/x.py`` / ``python experiments/x.py`` as the README writes them: the shared
+    imports (experiments.cli_args, physics, ...) come from the installed package, not from the cwd."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    res = subprocess.run([sys.executable, str(REPO / script), "--help"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "usage" in res.stdout.lower()

@@ -319,6 +319,7 @@ class _DropTips(logging.Filter):
 
 def _quiet_third_parties() -> None:
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+                 "lightning.fabric.utilities.seed",
                  "lightning.pytorch", "lightning.fabric"):
         lg = logging.getLogger(name)
         if not any(isinstance(f, _DropTips) for f in lg.filters):

@@ -52,8 +52,7 @@ from torch import nn
 from physics.montecarlo import gaussian_mi_bits_from_samples
 from physics.optim import projected_ascent
 from physics.scenarios import Batch, Scenario, _check_range
-
-LN2 = math.log(2.0)
+from physics.units import LN2
 
 __all__ = [
     "MultiUserScenario",

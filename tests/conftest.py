@@ -21,3 +21,14 @@ def cli_env(tmp_path, monkeypatch):
         wandb.finish()
     except Exception:  # noqa: BLE001 - best effort cleanup
         pass
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small matrices: one intra-op thread avoids OpenMP spin-waiting on the shared 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

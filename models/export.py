@@ -81,6 +81,48 @@ class _BandMap(nn.Module):
         return torch.where(ok[:, None, None], h2, torch.full_like(h2, float("nan")))
 
 
+class _Traced(nn.Module):
+    """A graph traced by :func:`_trace_through_autograd` with its parameters and buffers as buffers."""
+
+    def __init__(self, graph: nn.Module, tensors: list[torch.Tensor]):
+        super().__init__()
+        self.graph = graph
+        self.count = len(tensors)
+        for i, t in enumerate(tensors):
+            self.register_buffer(f"state_{i}", t.detach().clone())
+
+    def forward(self, x: torch.Tensor):
+        return self.graph(x, *[getattr(self, f"state_{i}") for i in range(self.count)])
+
+
+def _trace_through_autograd(module: nn.Module, example: torch.Tensor) -> nn.Module:
+    """``torch.export`` cannot trace a forward that calls ``torch.autograd.grad`` (a design space that refines
+    its output by gradient steps). ``make_fx`` traces below autograd, so the gradient computations become
+    ordinary aten nodes of the graph; with a symbolic batch size and the module's parameters and buffers
+    passed as inputs, the result is a plain graph that ``torch.export`` takes like any other."""
+    from torch.func import functional_call
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    named = [*module.named_parameters(), *module.named_buffers()]
+    names, tensors = [n for n, _ in named], [t.detach() for _, t in named]
+
+    def call(x, *state):
+        return functional_call(module, dict(zip(names, state, strict=True)), (x,))
+
+    # symbolic tracing gives equal sizes one symbol ("duck sizing"): a batch of 2 would be tied to, and
+    # specialised with, any design dimension of size 2. 1031 (prime) is the size of no dimension here;
+    # the trace runs on fake tensors, so its size costs nothing.
+    wide = example[:1].expand(1031, *example.shape[1:]).contiguous()
+    graph = make_fx(call, tracing_mode="symbolic")(wide, *tensors)
+    # constants the trace captured (small tensors built in forward) are plain attributes of the graph
+    # module; torch.export keeps only registered state, so register them as buffers
+    for name, value in list(vars(graph).items()):
+        if isinstance(value, torch.Tensor) and name.startswith("_tensor_constant"):
+            delattr(graph, name)
+            graph.register_buffer(name, value)
+    return _Traced(graph, tensors).eval()
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -146,6 +188,8 @@ def export_pkgnet(net: nn.Module, scenario, path: str | os.PathLike, onnx_path: 
     wrapped = _TupleOutputs(net, output_names, low, high).eval()
     batch = torch.export.Dim("batch")
     dynamic = {"x": {0: batch}}
+    if getattr(getattr(net, "design_space", None), "differentiates_in_forward", False):
+        wrapped = _trace_through_autograd(wrapped, example)
     program = torch.export.export(wrapped, (example,), dynamic_shapes=dynamic)
     described = scenario.describe()
     shapes = ", ".join(f"{k} {['n', *v]}" for k, v in described.get("outputs", {}).items())

@@ -50,8 +50,8 @@ import torch
 from torch import nn
 
 from physics.montecarlo import gaussian_mi_bits_from_samples
-from physics.optim import projected_ascent
-from physics.scenarios import Batch, Scenario, _check_range
+from physics.optim import projected_ascent, unrolled_ascent
+from physics.scenarios import Batch, Scenario, _check_range, check_real
 from physics.units import LN2
 
 __all__ = [
@@ -213,6 +213,50 @@ def beam_vectors(sin_aoa: torch.Tensor, sin_aod: torch.Tensor, N_k: int, M: int)
     u = ula_response(N_k, sin_aoa) @ dft_matrix(N_k, torch.as_tensor(sin_aoa).device).conj()
     v = ula_response(M, sin_aod) @ dft_matrix(M, torch.as_tensor(sin_aod).device).conj()
     return u, v
+
+
+def shared_pair_mask(K: int, N_P: int, shared_paths: int) -> torch.Tensor:
+    """``[K N_P, K N_P]`` float64 with 1 at ((a, p), (b, p)) for the UT pairs (a, b) = (0, 1), (2, 3), ...
+    and their first ``shared_paths`` paths (upper triangle only)."""
+    pair = torch.zeros(K * N_P, K * N_P, dtype=torch.float64)
+    for j in range(K // 2):
+        for q in range(shared_paths):
+            pair[2 * j * N_P + q, (2 * j + 1) * N_P + q] = 1.0
+    return pair
+
+
+def path_tensors(sin_aod: torch.Tensor, sin_aoa: torch.Tensor, power_db: torch.Tensor, N_k: int, M: int,
+                 rho_shared: torch.Tensor | None = None, shared_paths: int = 0,
+                 pair_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Beam-domain path vectors and gain covariance of K UTs, with no checks (the caller validates; this is
+    also the in-graph form a design space traces: no data-dependent Python control flow).
+
+    ``sin_aod``, ``sin_aoa``, ``power_db`` ``[n, K, N_P]`` real (power_db the per-path SNR in dB).
+    Returns u ``[n, K, N_P, N_k]``, v ``[n, K, N_P, M]`` (u_p = A_UT^H a_UT, v_p = A_BS^H a_BS as in
+    :func:`beam_vectors`), g ``[n, K, N_P]`` (linear) and the stacked gain covariance G ``[n, K N_P, K N_P]``:
+    diag(g), plus, for UT pairs (0, 1), (2, 3), ... and their first ``shared_paths`` paths,
+    G[(a,p),(b,p)] = G[(b,p),(a,p)] = rho_shared[a, p] sqrt(g_ap g_bp) (003 Sec. V-B). ``pair_mask``: the
+    :func:`shared_pair_mask` to use (a traced caller passes a buffer: building it here is not traceable)."""
+    n, K, Np = power_db.shape
+    dt = power_db.dtype
+    cdt = torch.complex128 if dt == torch.float64 else torch.complex64
+
+    def vectors(s: torch.Tensor, N: int) -> torch.Tensor:
+        i = torch.arange(N, dtype=dt, device=s.device)
+        ph = -math.pi * s[..., None] * i  # (2), d = lambda / 2
+        a = torch.complex(torch.cos(ph), torch.sin(ph)) / math.sqrt(N)
+        return a @ dft_matrix(N, s.device).to(cdt).conj()
+
+    u, v = vectors(sin_aoa, N_k), vectors(sin_aod, M)
+    g = torch.pow(10.0, power_db / 10)
+    gf = g.reshape(n, K * Np)
+    G = torch.diag_embed(gf)
+    if shared_paths and rho_shared is not None:
+        pair = (shared_pair_mask(K, Np, shared_paths) if pair_mask is None else pair_mask).to(g)
+        sq = torch.sqrt(gf)
+        upper = pair * (rho_shared.reshape(n, K * Np) * sq)[:, :, None] * sq[:, None, :]
+        G = G + upper + upper.mT
+    return {"u": u, "v": v, "g": g, "G": G}
 
 
 def _check_powers(name: str, g: torch.Tensor) -> torch.Tensor:
@@ -487,6 +531,15 @@ def skr_leakage_aware(P: torch.Tensor, C: torch.Tensor, Lambda_joint: torch.Tens
 # --------------------------------------------------------------------------------------------
 
 
+def _kron(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """Batched Kronecker product of square matrices, (A kron B)[i n + k, j n + l] = A[i, j] B[k, l] for
+    ``A [..., m, m]``, ``B [..., n, n]``, by broadcasting (``torch.kron`` treats batch dimensions as
+    Kronecker dimensions too, and its shape arithmetic fixes the batch size when traced)."""
+    m, n = A.shape[-1], B.shape[-1]
+    T = A[..., :, None, :, None] * B[..., None, :, None, :]
+    return T.reshape(*T.shape[:-4], m * n, m * n)
+
+
 def _path_observations(P: torch.Tensor, C: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
     """Mixing matrices from the stacked path gains a = [alpha_11 .. alpha_KP] to the observations.
 
@@ -507,8 +560,8 @@ def _path_observations(P: torch.Tensor, C: torch.Tensor, u: torch.Tensor, v: tor
     D = (eye[:, :, None, None] * dcol[..., None, :, :, :]).reshape(*dcol.shape[:-3], K, K * Np, Me * Ne).mT
     ecol = (pv[..., :, None] * cu[..., None, :, :, None, :]).reshape(*pv.shape[:-1], Me * Ne)
     E = ecol.reshape(*ecol.shape[:-4], K, K * Np, Me * Ne).mT
-    noise_D = torch.kron(_eye(Me, P), C.mH @ C)
-    noise_U = torch.kron(P.mT @ P.conj(), _eye(Ne, P))
+    noise_D = _kron(_eye(Me, P), C.mH @ C)
+    noise_U = _kron(P.mT @ P.conj(), _eye(Ne, P))
     return D, E, noise_D, noise_U
 
 
@@ -798,8 +851,7 @@ def apply_budget(P: torch.Tensor, budget: float | None) -> torch.Tensor:
     if budget is None:
         return P
     power = (P.sum(-3).abs() ** 2).sum((-1, -2))
-    scale = torch.clamp(torch.sqrt(torch.as_tensor(budget, dtype=power.dtype, device=power.device) / power.clamp_min(
-        1e-300)), max=1.0)
+    scale = torch.clamp(torch.sqrt(float(budget) / power.clamp_min(1e-300)), max=1.0)  # no tensor constant: traceable
     return P * scale[..., None, None, None].to(P.dtype)
 
 
@@ -921,6 +973,16 @@ def _gram_schmidt(re: torch.Tensor, im: torch.Tensor, passes: int = 2) -> tuple[
     return torch.stack(cols_r, -1), torch.stack(cols_i, -1)
 
 
+def training_rates(objective: str, P: torch.Tensor, C: torch.Tensor, pth: dict[str, torch.Tensor],
+                   curious: list[list[int]]) -> torch.Tensor:
+    """The per-UT rate ``[n, K]`` bits a design is trained on: ``"reuse"`` (30) (UTs independent: the gain
+    covariance's diagonal only) or ``"leakage"`` (27) against the UTs in ``curious`` (min'ed with (30)).
+    ``P``, ``C`` complex beam-domain designs; ``pth`` from :func:`path_tensors`."""
+    if objective == "reuse":
+        return skr_pilot_reuse_paths(P, C, pth["u"], pth["v"], torch.diag_embed(pth["g"].flatten(-2)))
+    return skr_leakage_aware_paths(P, C, pth["u"], pth["v"], pth["G"], curious)
+
+
 class MultiUserDesignSpace(nn.Module):
     """Projection of raw network outputs onto the 003 design set, with an optional downlink budget.
 
@@ -935,13 +997,30 @@ class MultiUserDesignSpace(nn.Module):
     ((j - k) mod N_k)-th (:meth:`_receive_start`). Downlink budget
     (default K M_e, what disjoint beams use): every P~_k is scaled by min(1, sqrt(budget) / ||sum_k P~_k||_F);
     ``budget=None`` reproduces (30) as printed. Outputs ``P [n, K, M, M_e, 2]``, ``C [n, K, N_k, N_e, 2]``.
+
+    Refinement (``refine_steps`` > 0, evaluation mode only): the network's design is the starting point of
+    ``refine_steps`` Adam steps of projected gradient ascent on the training objective (``objective``, the
+    scenario's (30) or (27)) over the full beam-domain design set (QR onto semi-unitary matrices, then the
+    budget), computed in the graph from the features in float64 (:func:`physics.optim.unrolled_ascent`:
+    the per-instance optimum's recursion with one start and a fixed step count; the best iterate is kept,
+    so it never falls below the network's own design). Training (``self.training``) optimises the
+    network's direct output; ``models.export`` traces the refinement's gradients into the exported graph.
     """
 
     RECEIVE_STARTS = ("identity", "eigen_shifted")
 
     def __init__(self, M: int, K: int, N_k: int, N_P: int, M_e: int, N_e: int, budget: float | None,
-                 receive_start: str = "identity", power_iterations: int = 30):
+                 receive_start: str = "identity", power_iterations: int = 30, refine_steps: int = 0,
+                 refine_lr: float = 0.03, objective: str = "reuse", shared_paths: int = 0,
+                 curious: list[list[int]] | None = None):
         super().__init__()
+        self.refine_steps = _check_int("refine_steps", refine_steps, low=0)
+        self.refine_lr = check_real("refine_lr", refine_lr, low=0.0, low_inclusive=False)
+        self.objective, self.shared_paths = objective, int(shared_paths)
+        self.curious = curious if curious is not None else [[] for _ in range(K)]
+        self.register_buffer("pair_mask", shared_pair_mask(K, N_P, self.shared_paths).float(), persistent=False)
+        # models.export traces forward with make_fx first when a design space differentiates inside it
+        self.differentiates_in_forward = self.refine_steps > 0
         self.M, self.K, self.N_k, self.N_P, self.M_e, self.N_e = M, K, N_k, N_P, M_e, N_e
         if receive_start not in self.RECEIVE_STARTS:
             raise ValueError(f"receive_start must be one of {self.RECEIVE_STARTS}, got {receive_start!r}")
@@ -998,7 +1077,38 @@ class MultiUserDesignSpace(nn.Module):
             e_r = torch.eye(Nk, Ne, dtype=dt, device=x.device)
             e_i = torch.zeros_like(e_r)
         cr, ci = _gram_schmidt(e_r + 0.1 * c[..., 0], e_i + 0.1 * c[..., 1])
-        return {"P": torch.stack([br, bi], -1), "C": torch.stack([cr, ci], -1)}
+        out = {"P": torch.stack([br, bi], -1), "C": torch.stack([cr, ci], -1)}
+        if self.refine_steps and not self.training:
+            return self.refine(out, x)
+        return out
+
+    def refine(self, design: dict[str, torch.Tensor], x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``refine_steps`` Adam steps of projected ascent on the objective from ``design`` (real ``P``, ``C``
+        as returned by :meth:`forward`) for the draws with raw features ``x``; same layout and dtype out."""
+        n, K, Np = x.shape[0], self.K, self.N_P
+        dt = design["P"].dtype
+        with torch.inference_mode(False):  # Lightning evaluates in inference mode; the steps need autograd
+            f = x.detach().clone().to(torch.float64)
+            start = {k: v.detach().clone().to(torch.float64) for k, v in design.items()}
+            KP = K * Np
+            rho = f[:, 3 * KP:4 * KP].reshape(n, K, Np) if self.shared_paths else None
+            pth = path_tensors(f[:, :KP].reshape(n, K, Np), f[:, KP:2 * KP].reshape(n, K, Np),
+                               f[:, 2 * KP:3 * KP].reshape(n, K, Np), self.N_k, self.M, rho, self.shared_paths,
+                               self.pair_mask)
+
+            def cplx(t: torch.Tensor) -> torch.Tensor:
+                return torch.complex(t[..., 0], t[..., 1])
+
+            def project(p: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+                P = apply_budget(semi_unitary(cplx(p["P"])), self.budget)
+                C = semi_unitary(cplx(p["C"]))
+                return {"P": torch.stack([P.real, P.imag], -1), "C": torch.stack([C.real, C.imag], -1)}
+
+            def objective(p: dict[str, torch.Tensor]) -> torch.Tensor:
+                return training_rates(self.objective, cplx(p["P"]), cplx(p["C"]), pth, self.curious).sum(-1)
+
+            best, _ = unrolled_ascent(objective, project, start, self.refine_steps, self.refine_lr)
+        return {k: v.to(dt) for k, v in best.items()}
 
     def _receive_start(self, x: torch.Tensor, dt: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """UT k's eigenvectors of R~_UT,k (19)-(20) from the sin(AoA) and power features, by subspace iteration
@@ -1026,8 +1136,9 @@ class MultiUserDesignSpace(nn.Module):
         for _ in range(self.power_iterations):  # subspace iteration: columns -> eigenvectors, descending
             Xr, Xi = _gram_schmidt(Rr @ Xr - Ri @ Xi, Rr @ Xi + Ri @ Xr, passes=1)
         idx = [[(j - k) % Nk for j in range(Ne)] for k in range(K)]  # UT k: column j = eigenvector j - k
-        Er = torch.stack([Xr[:, k][..., idx[k]] for k in range(K)], 1)
-        Ei = torch.stack([Xi[:, k][..., idx[k]] for k in range(K)], 1)
+        # columns picked by slicing, not by an index tensor (a traced constant that make_fx cannot export)
+        Er = torch.stack([torch.stack([Xr[:, k, :, i] for i in idx[k]], -1) for k in range(K)], 1)
+        Ei = torch.stack([torch.stack([Xi[:, k, :, i] for i in idx[k]], -1) for k in range(K)], 1)
         return Er, Ei
 
 
@@ -1079,8 +1190,11 @@ class MultiUserScenario(Scenario):
                  separated_gap_range: tuple[float, float] = (0.16, 0.26), p_overlapping: float = 0.5,
                  snr_db_range: tuple[float, float] = (0.0, 20.0), path_power_spread_db: float = 15.0,
                  shared_paths: int = 0, rho_range: tuple[float, float] = (0.8, 1.0),
-                 overlap_threshold_db: float = -20.0, receive_start: str = "identity"):
+                 overlap_threshold_db: float = -20.0, receive_start: str = "identity", refine_steps: int = 0,
+                 refine_lr: float = 0.03):
         self.M, self.K, self.N_k = _check_int("M", M), _check_int("K", K), _check_int("N_k", N_k)
+        self.refine_steps = _check_int("refine_steps", refine_steps, low=0)
+        self.refine_lr = check_real("refine_lr", refine_lr, low=0.0, low_inclusive=False)
         if receive_start not in MultiUserDesignSpace.RECEIVE_STARTS:
             raise ValueError(f"receive_start must be one of {MultiUserDesignSpace.RECEIVE_STARTS}, "
                              f"got {receive_start!r}")
@@ -1096,7 +1210,6 @@ class MultiUserScenario(Scenario):
             raise ValueError(f"objective must be one of {self.OBJECTIVES}, got {objective!r}")
         if not isinstance(budget, bool):
             raise ValueError(f"budget must be true or false, got {budget!r}")
-        from physics.scenarios import check_real
         self.spread = check_real("spread", spread, low=0.0, high=0.5)
         _check_range("overlapping_gap_range", *overlapping_gap_range, min_allowed=0.0)
         _check_range("separated_gap_range", *separated_gap_range, min_allowed=0.0)
@@ -1132,8 +1245,9 @@ class MultiUserScenario(Scenario):
 
     _INIT_KEYS = ("M", "K", "N_k", "N_P", "M_e", "N_e", "objective", "budget", "spread", "overlapping_gap_range",
                   "separated_gap_range", "p_overlapping", "snr_db_range", "path_power_spread_db", "shared_paths",
-                  "rho_range", "overlap_threshold_db", "receive_start")
-    _DEFAULTS = {"receive_start": "identity"}  # keys added later: older descriptions load with the default
+                  "rho_range", "overlap_threshold_db", "receive_start", "refine_steps", "refine_lr")
+    # keys added later: older descriptions load with the default
+    _DEFAULTS = {"receive_start": "identity", "refine_steps": 0, "refine_lr": 0.03}
 
     @classmethod
     def from_description(cls, desc: dict[str, Any]) -> MultiUserScenario:
@@ -1171,6 +1285,7 @@ class MultiUserScenario(Scenario):
             "shared_paths": self.shared_paths, "rho_range": list(self.rho_range),
             "overlap_threshold_db": self.overlap_threshold_db,
             **({"receive_start": self.receive_start} if self.receive_start != "identity" else {}),
+            **({"refine_steps": self.refine_steps, "refine_lr": self.refine_lr} if self.refine_steps else {}),
             "feature_names": list(self.feature_names), "feature_units": list(self.feature_units),
             "outputs": {"P": [self.K, self.M, self.M_e, 2], "C": [self.K, self.N_k, self.N_e, 2]},
             "output_meaning": {"P": "beam-domain precoders P~_k = A_BS^H P_k (real, imag last), budget applied",
@@ -1271,29 +1386,26 @@ class MultiUserScenario(Scenario):
 
     def design_space(self) -> MultiUserDesignSpace:
         return MultiUserDesignSpace(self.M, self.K, self.N_k, self.N_P, self.M_e, self.N_e, self.budget_value,
-                                    self.receive_start)
+                                    self.receive_start, refine_steps=self.refine_steps, refine_lr=self.refine_lr,
+                                    objective=self.objective, shared_paths=self.shared_paths,
+                                    curious=self.curious())
 
     # -- physics ----------------------------------------------------------------------------
     def paths(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Beam-domain path vectors u ``[n, K, N_P, N_k]``, v ``[n, K, N_P, M]``, powers g ``[n, K, N_P]``
         (linear per-path SNR) and the stacked path-gain covariance G ``[n, K N_P, K N_P]``."""
-        aod = batch["sin_aod"].to(torch.float64)
-        u, v = beam_vectors(batch["sin_aoa"].to(torch.float64), aod, self.N_k, self.M)
-        g = 10 ** (batch["power_db"].to(torch.float64) / 10)
-        _check_finite("power_db", g)
-        n, K, Np = g.shape
-        G = torch.diag_embed(g.reshape(n, K * Np))
+        f64 = {k: batch[k].to(torch.float64) for k in ("sin_aod", "sin_aoa", "power_db")}
+        for k in ("sin_aod", "sin_aoa"):
+            _check_finite(k, f64[k])
+            if torch.any(f64[k].abs() > 1.0):
+                raise ValueError(f"{k} must lie in [-1, 1], got max |sin| {f64[k].abs().max().item():.6g}")
+        _check_finite("power_db", 10 ** (f64["power_db"] / 10))
+        rho = None
         if self.shared_paths and "rho_shared" in batch:
             rho = batch["rho_shared"].to(torch.float64)
             if torch.any(rho.abs() > 1) or not torch.all(torch.isfinite(rho)):
                 raise ValueError("rho_shared must be finite and lie in [-1, 1]")
-            for j in range(K // 2):
-                a, b = 2 * j, 2 * j + 1
-                for p in range(self.shared_paths):
-                    c = rho[:, a, p] * torch.sqrt(g[:, a, p] * g[:, b, p])
-                    G[:, a * Np + p, b * Np + p] = c
-                    G[:, b * Np + p, a * Np + p] = c
-        return {"u": u, "v": v, "g": g, "G": G}
+        return path_tensors(f64["sin_aod"], f64["sin_aoa"], f64["power_db"], self.N_k, self.M, rho, self.shared_paths)
 
     def curious(self) -> list[list[int]]:
         """The UTs that share scatterers with each UT (its pair partner), where (27)'s minimum sits."""
@@ -1386,11 +1498,7 @@ class MultiUserScenario(Scenario):
             return {"P": apply_budget(semi_unitary(p["P"]), budget), "C": semi_unitary(p["C"])}
 
         def objective(p):
-            if self.objective == "reuse":
-                r = skr_pilot_reuse_paths(p["P"], p["C"], pth["u"], pth["v"], torch.diag_embed(pth["g"].flatten(-2)))
-            else:
-                r = skr_leakage_aware_paths(p["P"], p["C"], pth["u"], pth["v"], pth["G"], self.curious())
-            return r.sum(-1)
+            return training_rates(self.objective, p["P"], p["C"], pth, self.curious()).sum(-1)
 
         best, _ = projected_ascent(objective, project, inits, steps=steps, lr=lr)
         return {"P": _real(best["P"]), "C": _real(best["C"])}

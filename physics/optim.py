@@ -8,15 +8,21 @@ Both are plain batched torch (no Lightning) and know nothing about a particular 
 * :func:`projected_ascent` is the per-instance ceiling every learned design is judged against:
   Adam through a differentiable projection onto the feasible set, several starting points, and the
   best feasible iterate per draw kept, so the result is never below any start.
+* :func:`unrolled_ascent` is the same Adam recursion from one start with a fixed number of steps,
+  written out with plain tensor operations instead of ``torch.optim``, so that it can sit inside a
+  network's forward pass (a design space that refines the network's output on the true objective)
+  and be traced by ``torch.fx``/``torch.export`` (no optimiser objects, no data-dependent Python
+  control flow).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 
-__all__ = ["projected_ascent", "waterfill_allocation"]
+__all__ = ["projected_ascent", "unrolled_ascent", "waterfill_allocation"]
 
 Params = dict[str, torch.Tensor]
 
@@ -194,3 +200,73 @@ def projected_ascent(
             gidx = idx.reshape(1, *idx.shape, *([1] * (v.ndim - idx.ndim - 1))).expand(1, *v.shape[1:])
             out[k] = v.gather(0, gidx)[0].detach()
         return out, best_val.gather(0, idx[None])[0].detach()
+
+
+def unrolled_ascent(
+    objective: Callable[[Params], torch.Tensor],
+    project: Callable[[Params], Params],
+    start: Params,
+    steps: int,
+    lr: float,
+    final_lr_fraction: float = 0.01,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+) -> tuple[Params, torch.Tensor]:
+    """``steps`` Adam steps through ``project`` from ``start``, best projected iterate per draw kept.
+
+    The recursion of :func:`projected_ascent` with one starting point (same loss
+    ``objective(project(params))``, same cosine-annealed rate from ``lr`` to ``lr * final_lr_fraction``,
+    same Adam update with bias correction, same replacement of the parameters by their projection after
+    each step), written with tensor arithmetic so it can run inside ``forward`` and be traced. Gradients
+    come from ``torch.autograd.grad`` on detached copies: nothing is differentiated through the steps.
+
+    Args:
+        objective: ``params -> values [...]`` (one value per draw). ``params`` are real tensors (a complex
+            design as a trailing real/imaginary dimension) whose leading dimensions are the draws'.
+        project: ``params -> params``, differentiable and idempotent.
+        start: the starting point (any values; projected first).
+        steps: number of Adam steps (>= 0).
+
+    Returns:
+        ``(best, values)``: the best projected iterate per draw among the projected start and the
+        ``steps`` iterates (detached), and its objective ``[...]``; never below the projected start.
+    """
+    if int(steps) != steps or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    if not (lr > 0 and math.isfinite(float(lr))):
+        raise ValueError(f"lr must be finite and > 0, got {lr!r}")
+    keys = list(start)
+    b1, b2 = betas
+    lr_min = lr * final_lr_fraction
+    with torch.enable_grad():
+        params = {k: v.detach() for k, v in project({k: v.detach() for k, v in start.items()}).items()}
+        m1 = {k: torch.zeros_like(v) for k, v in params.items()}
+        m2 = {k: torch.zeros_like(v) for k, v in params.items()}
+        best, best_val = dict(params), None
+        for t in range(int(steps) + 1):
+            leaf = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+            projected = project(leaf)
+            val = objective(projected)
+            # the projection is idempotent, so val is the objective of the current (projected) iterate
+            if best_val is None:
+                best_val = val.detach()
+            else:
+                better = val.detach() > best_val
+                best_val = torch.where(better, val.detach(), best_val)
+                for k in keys:
+                    mask = better.reshape(*better.shape, *([1] * (params[k].ndim - better.ndim)))
+                    best[k] = torch.where(mask, params[k], best[k])
+            if t == int(steps):
+                break
+            grads = torch.autograd.grad(-val.sum(), [leaf[k] for k in keys])
+            # torch.optim.lr_scheduler.CosineAnnealingLR's closed form at step t (T_max = steps)
+            rate = lr_min + (lr - lr_min) * (1 + math.cos(math.pi * t / max(int(steps), 1))) / 2
+            stepped = {}
+            for k, g in zip(keys, grads, strict=True):
+                m1[k] = b1 * m1[k] + (1 - b1) * g
+                m2[k] = b2 * m2[k] + (1 - b2) * g * g
+                mhat = m1[k] / (1 - b1 ** (t + 1))
+                denom = torch.sqrt(m2[k] / (1 - b2 ** (t + 1))) + eps
+                stepped[k] = params[k] - rate * mhat / denom
+            params = {k: v.detach() for k, v in project(stepped).items()}
+    return {k: v.detach() for k, v in best.items()}, best_val

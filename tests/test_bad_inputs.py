@@ -156,6 +156,22 @@ def test_fit_bad_values_are_one_line(env, capsys, override, needles):
     expect_error(capsys, env["root"], lambda: env["train"].main(["fit", *PKG, override]), *needles)
 
 
+MULTIUSER = str(REPO / "configs" / "pkgnet" / "multiuser.yaml")
+MU_CASES = [
+    ("--model.init_args.scenario.init_args.refine_steps=-2", ["refine_steps", "-2"]),
+    ("--model.init_args.scenario.init_args.refine_steps=2.5", ["refine_steps", "2.5"]),
+    ("--model.init_args.scenario.init_args.refine_lr=.nan", ["refine_lr", "nan"]),
+    ("--model.init_args.scenario.init_args.refine_lr=0", ["refine_lr", "0"]),
+    ("--model.init_args.scenario.init_args.receive_start=eigen", ["receive_start", "eigen"]),
+]
+
+
+@pytest.mark.parametrize(("override", "needles"), MU_CASES, ids=[c[0] for c in MU_CASES])
+def test_multiuser_bad_values_are_one_line(env, capsys, override, needles):
+    expect_error(capsys, env["root"], lambda: env["train"].main(["fit", "--config", MULTIUSER, *QUIET, override]),
+                 *needles)
+
+
 def test_no_subcommand_is_one_line(env, capsys):
     expect_error(capsys, env["root"], lambda: env["train"].main([]), "subcommand")
 

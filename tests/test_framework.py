@@ -26,7 +26,7 @@ from models.export import load_metadata
 from models.pkgnet import PKGNet, PKGNetModule
 from physics import irs
 from physics.arrays import irs_correlation
-from physics.optim import projected_ascent
+from physics.optim import projected_ascent, unrolled_ascent
 from physics.scenarios import IRSScenario, Scenario, check_description, generator_for, total_skr
 
 REPO = Path(__file__).resolve().parents[1]
@@ -219,6 +219,39 @@ def test_projected_ascent_finds_a_known_constrained_maximum():
                                  keepdim=True)}, starts, steps=300, lr=0.05)
     assert torch.allclose(val, c.norm(dim=-1), rtol=1e-6)
     assert torch.allclose(best["x"].norm(dim=-1), torch.ones(5, dtype=torch.float64))
+
+
+def test_unrolled_ascent_is_the_optimisers_recursion_written_out():
+    """The in-graph recursion equals torch.optim.Adam + CosineAnnealingLR through the projection (the
+    per-instance optimum's code) step for step, from one start: same iterates, hence the same best one.
+    Float64 and a smooth objective, so the only difference is operation order (~1e-15 per step)."""
+    g = torch.Generator().manual_seed(3)
+    A = torch.randn(4, 3, 3, generator=g, dtype=torch.float64)
+    A = A + A.mT  # max x^T A x on the unit sphere: non-convex, several steps matter
+
+    def objective(p):
+        return torch.einsum("...i,...ij,...j->...", p["x"], A, p["x"])
+
+    def project(p):
+        return {"x": p["x"] / p["x"].norm(dim=-1, keepdim=True)}
+
+    start = {"x": torch.randn(4, 3, generator=g, dtype=torch.float64)}
+    for steps in (0, 1, 7, 40):
+        ref, ref_val = projected_ascent(objective, project, [start], steps=steps, lr=0.05)
+        got, val = unrolled_ascent(objective, project, start, steps=steps, lr=0.05)
+        assert torch.allclose(val, ref_val, rtol=0, atol=1e-12), steps
+        assert torch.allclose(got["x"], ref["x"], rtol=0, atol=1e-10), steps
+    # hand-checkable end point: the top eigenvalue of A, and never below the projected start
+    _, val = unrolled_ascent(objective, project, start, steps=400, lr=0.05)
+    assert torch.allclose(val, torch.linalg.eigvalsh(A)[:, -1], atol=1e-6)
+    assert torch.all(val >= objective(project(start)))
+
+
+@pytest.mark.parametrize("bad", [{"steps": -1}, {"steps": 2.5}, {"lr": 0.0}, {"lr": float("nan")}])
+def test_unrolled_ascent_rejects_bad_settings(bad):
+    kw = {"steps": 3, "lr": 0.1, **bad}
+    with pytest.raises(ValueError, match="steps" if "steps" in bad else "lr"):
+        unrolled_ascent(lambda p: p["x"].sum(-1), lambda p: p, {"x": torch.zeros(2, 2)}, **kw)
 
 
 def test_irs_optimum_is_never_below_its_starts():

@@ -109,6 +109,11 @@ def test_point_and_bad_constructor_values():
         (dict(shared_paths=7), "shared_paths must be <= N_P = 6, got 7"),
         (dict(rho_range=(0.5, 1.5)), "rho_range range must end at <= 1.0"),
         (dict(K=12, M_e=2), "clusters need"),
+        (dict(refine_steps=-1), "refine_steps must be an integer >= 0, got -1"),
+        (dict(refine_steps=2.5), "refine_steps must be an integer >= 0, got 2.5"),
+        (dict(refine_lr=0.0), "refine_lr must be finite and lie in (0.0, inf), got 0.0"),
+        (dict(refine_lr=float("nan")), "refine_lr must be finite"),
+        (dict(refine_lr="fast"), "refine_lr must be a real number, got 'fast'"),
     ]
     for kw, msg in bad:
         with pytest.raises(ValueError) as err:
@@ -188,6 +193,45 @@ def test_design_space_at_zero_output_is_eigen_beams():
     assert torch.allclose(r, sc.theorem2_rates(b), rtol=1e-4)  # float32 design, float64 rate
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["reuse", "leakage"])
+def test_refinement_is_the_optimisers_ascent_from_the_nets_design(shared):
+    """In evaluation mode the design space runs ``refine_steps`` Adam steps of projected ascent on the
+    objective from the net's design; in training mode it returns the net's design. Checked against the
+    per-instance optimiser's own code (torch.optim.Adam through QR + budget, on the scenario's float64
+    batch, not the float32 features) from the same start: the same rate to float32 rounding of the
+    features and outputs (1e-4 relative), never below the start, and feasible."""
+    from physics.optim import projected_ascent
+
+    kw = dict(shared_paths=2, objective="leakage", p_overlapping=1.0) if shared else {}
+    sc = MultiUserScenario(**SMALL_DIMS, **kw, refine_steps=6, refine_lr=0.05)
+    torch.manual_seed(1)
+    net = PKGNet([32]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space())
+    b = sc.sample(6, generator_for(40))
+    x = sc.features(b).float()
+    net.train()
+    start = net(x)
+    net.eval()
+    with torch.inference_mode():  # as Lightning evaluates
+        refined = net(x)
+    r0, r1 = sc.skr(b, start).sum(-1), sc.skr(b, refined).sum(-1)
+    assert torch.all(r1 >= r0 - 1e-4 * r0.abs()) and torch.all(r1 > r0 + 1e-3)  # it climbs on every draw
+    pth = sc.paths(b)
+
+    def objective(p):
+        return mu.training_rates(sc.objective, p["P"], p["C"], pth, sc.curious()).sum(-1)
+
+    def project(p):
+        return {"P": mu.apply_budget(mu.semi_unitary(p["P"]), sc.budget_value), "C": mu.semi_unitary(p["C"])}
+
+    _, ref = projected_ascent(objective, project, [{"P": cplx(start["P"]), "C": cplx(start["C"])}],
+                              steps=6, lr=0.05)
+    assert torch.allclose(r1, ref, rtol=1e-4), (r1, ref)
+    P, C = cplx(refined["P"]), cplx(refined["C"])
+    assert (P.sum(1).abs() ** 2).sum((-1, -2)).max() <= sc.K * sc.M_e * (1 + 1e-5)
+    assert torch.allclose(C.mH @ C, torch.eye(sc.N_e, dtype=C.dtype).expand_as(C.mH @ C), atol=1e-5)
+    assert MultiUserScenario.from_description(sc.describe()).describe() == sc.describe()
+
+
 def test_baselines_budget_optimum_and_subsets():
     sc = MultiUserScenario(**SMALL_DIMS)
     b = sc.sample(6, generator_for(7))
@@ -256,17 +300,22 @@ def test_receive_start_is_shifted_eigen_beams():
         MultiUserScenario(receive_start="eigen")
 
 
-@pytest.mark.parametrize("receive_start", ["identity", "eigen_shifted"])
-def test_design_space_exports_and_round_trips(tmp_path, receive_start):
-    """torch.export of the whole net (raw features -> P, C), save/load, same outputs; no complex outputs."""
+@pytest.mark.parametrize("receive_start,refine", [("identity", {}), ("eigen_shifted", {}),
+                                                   ("identity", {"refine_steps": 2}),
+                                                   pytest.param("identity", {"refine_steps": 1, "shared_paths": 1,
+                                                                             "objective": "leakage"},
+                                                                marks=pytest.mark.slow)])
+def test_design_space_exports_and_round_trips(tmp_path, receive_start, refine):
+    """torch.export of the whole net (raw features -> P, C), save/load, same outputs; no complex outputs.
+    With refinement the gradient steps are traced into the graph (make_fx, then torch.export)."""
     from models.export import export_pkgnet
 
     sc = MultiUserScenario(M=16, K=2, N_k=2, N_P=2, M_e=2, N_e=2,  # tracing unrolls Gram-Schmidt: keep it small
-                           receive_start=receive_start)
+                           receive_start=receive_start, **refine)
     torch.manual_seed(0)
     net = PKGNet([16]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space()).eval()
     meta = export_pkgnet(net, sc, tmp_path / "mu.pt2")
-    assert meta["scenario"] == "multiuser_003" and meta["outputs"]["P"] == [2, 16, 2, 2]
+    assert meta["scenario"] == sc.name and meta["outputs"]["P"] == [2, 16, 2, 2]
     prog = torch.export.load(tmp_path / "mu.pt2")
     x = sc.features(sc.sample(5, generator_for(10))).float()
     outs = prog.module()(x)
@@ -310,16 +359,17 @@ def test_config_fast_dev_run(cli_env, config, tmp_path):
 
 @pytest.mark.slow
 def test_learned_design_beats_analytic_baselines_on_overlapping_users():
-    """~40-80 s on the shared 2-core machine: 8 epochs of 500 draws at K = 4, M = 64 (receive_start as in
-    multiuser.yaml), then 300 held-out draws. On overlapping users the best analytic baseline (eigen beams) is
-    clearly below the per-instance optimum (checked on 8 draws: <= 0.85 of it; measured 0.826), so a trivial
-    design cannot clear the bar: the learned sum SKR (30) is >= 1.12x the best analytic baseline (measured
-    1.145x at this size; issue 14's target 1.05x) and >= 0.90 of the optimum on those draws (measured 0.927).
-    On separated users >= 1.03x the sum of Theorem 2's single-user rates (measured 1.072: pilot reuse under a
-    total downlink budget lets the design move power between UTs, which (31) does not; target 0.99)."""
+    """8 epochs of 500 draws at K = 4, M = 64 (receive_start and refinement as in multiuser.yaml), then 300
+    held-out draws. On overlapping users the best analytic baseline (eigen beams) is clearly below the
+    per-instance optimum (checked: <= 0.85 of it), so a trivial design cannot clear the bars, which are
+    issue 14's: the learned sum SKR (30) (net + 20 in-graph ascent steps, evaluation mode) is >= 1.05x
+    the best analytic baseline on the overlapping draws, >= 0.97 of the per-instance optimum (150 steps,
+    4 restarts, as the configs' test optimum) on the mean of 12 of them and >= 0.90 on every one; on
+    separated users >= 0.99x the sum of Theorem 2's single-user rates. The net's own design (training
+    mode) is reported in the assertion messages, not judged."""
     sc = MultiUserScenario(M=64, K=4, N_k=4, N_P=4, M_e=4, N_e=4, spread=0.06,
                            separated_gap_range=(0.2, 0.3), overlapping_gap_range=(0.02, 0.08),
-                           receive_start="eigen_shifted")
+                           receive_start="eigen_shifted", refine_steps=20, refine_lr=0.03)
     torch.manual_seed(0)
     net = PKGNet([128, 128]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space())
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -331,19 +381,25 @@ def test_learned_design_beats_analytic_baselines_on_overlapping_users():
             loss.backward()
             opt.step()
     test = sc.sample(300, generator_for(2024, 7))  # not seen in training
+    x = sc.features(test).float()
     with torch.no_grad():
-        learned = sc.skr(test, net(sc.features(test).float())).sum(-1)
+        direct = sc.skr(test, net(x)).sum(-1)  # still in training mode: the net's own design
+    net.eval()
+    with torch.inference_mode():
+        learned = sc.skr(test, net(x)).sum(-1)
     base = {k: sc.skr(test, d).sum(-1) for k, d in sc.baselines(test, generator_for(1)).items()}
     sub = sc.subsets(test)
     ov = sub["overlapping"]
     names = ("beam_selection", "strongest_overlapping", "eigen_beams")
     best_name = max(names, key=lambda k: base[k][ov].mean())
     best = base[best_name][ov].mean()
-    assert learned[ov].mean() >= 1.12 * best, (learned[ov].mean(), best)
-    idx = torch.nonzero(ov)[:8, 0]
+    assert learned[ov].mean() >= 1.05 * best, (learned[ov].mean(), best, direct[ov].mean())
+    idx = torch.nonzero(ov)[:12, 0]
     sb = {k: v[idx] for k, v in test.items()}
-    r_opt = sc.skr(sb, sc.optimum(sb, generator_for(2024, 8), steps=60, restarts=3)).sum(-1)
+    r_opt = sc.skr(sb, sc.optimum(sb, generator_for(2024, 8), steps=150, restarts=4)).sum(-1)
     assert base[best_name][idx].mean() <= 0.85 * r_opt.mean(), (base[best_name][idx].mean(), r_opt.mean())
-    assert learned[idx].mean() >= 0.9 * r_opt.mean(), (learned[idx].mean(), r_opt.mean())
+    ratio = learned[idx] / r_opt
+    assert ratio.mean() >= 0.97, (ratio, direct[idx] / r_opt)
+    assert ratio.min() >= 0.90, (ratio, direct[idx] / r_opt)
     th = sc.theorem2_rates(test).sum(-1)
-    assert learned[sub["separated"]].mean() >= 1.03 * th[sub["separated"]].mean()
+    assert learned[sub["separated"]].mean() >= 0.99 * th[sub["separated"]].mean()

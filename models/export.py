@@ -178,8 +178,14 @@ def export_pkgnet(net: nn.Module, scenario, path: str | os.PathLike, onnx_path: 
                   extra_metadata: dict | None = None) -> dict:
     """Write ``net`` (PKGNet, built) to ``path`` (.pt2) and optionally ``onnx_path`` (.onnx); returns the metadata."""
     path = check_export_path(path, ".pt2")
+    refines = getattr(getattr(net, "design_space", None), "differentiates_in_forward", False)
     if onnx_path is not None:
         onnx_path = check_export_path(onnx_path, ".onnx")
+        if refines:
+            steps = getattr(net.design_space, "refine_steps", "?")
+            raise ValueError(f"ONNX export is not available for a design space with in-graph refinement "
+                             f"(refine_steps = {steps}): the ONNX exporter refuses the traced gradient steps' "
+                             "complex linear algebra; export the .pt2 only (torch.export)")
     net = net.to("cpu", torch.float32).eval()
     d = len(scenario.feature_names)
     low, high = scenario.feature_bounds()
@@ -188,7 +194,7 @@ def export_pkgnet(net: nn.Module, scenario, path: str | os.PathLike, onnx_path: 
     wrapped = _TupleOutputs(net, output_names, low, high).eval()
     batch = torch.export.Dim("batch")
     dynamic = {"x": {0: batch}}
-    if getattr(getattr(net, "design_space", None), "differentiates_in_forward", False):
+    if refines:
         wrapped = _trace_through_autograd(wrapped, example)
     program = torch.export.export(wrapped, (example,), dynamic_shapes=dynamic)
     described = scenario.describe()

@@ -53,6 +53,8 @@ from physics.scenarios import generator_for  # noqa: E402
 BASE = ("beam_selection", "strongest_overlapping", "eigen_beams")
 LABEL = {"beam_selection": "Algorithm 1 (beam selection)", "strongest_overlapping": "strongest beams (Fig. 8)",
          "eigen_beams": "eigen beams", "random_semi_unitary": "random semi-unitary", "learned": "PKG-Net",
+         "net_direct": "PKG-Net's net alone (no refinement steps)",
+         "eigen_refined": "eigen beams + the same refinement steps (no net)",
          "optimum": "per-instance optimum"}
 
 
@@ -96,6 +98,24 @@ def learned_design(net, sc: MultiUserScenario, batch, budget: bool = True):
             net.design_space = saved
     else:
         out = net(sc.features(batch).float())
+    return cplx(out["P"]), cplx(out["C"])
+
+
+@torch.no_grad()
+def net_direct_design(net, sc: MultiUserScenario, batch):
+    """The network's own design, without the design space's refinement steps (training-mode forward)."""
+    net.train()
+    try:
+        out = net(sc.features(batch).float())
+    finally:
+        net.eval()
+    return cplx(out["P"]), cplx(out["C"])
+
+
+def refined_from(net, sc: MultiUserScenario, batch, P, C):
+    """The design space's refinement steps started from another design (P~, C~ complex, budget applied)."""
+    real = {"P": torch.view_as_real(P.resolve_conj()).float(), "C": torch.view_as_real(C.resolve_conj()).float()}
+    out = net.design_space.refine(real, sc.features(batch).float())
     return cplx(out["P"]), cplx(out["C"])
 
 
@@ -416,6 +436,10 @@ def learned_results(sc, net, sh_sc, sh_net, shr_net, md, curves_json, draws, opt
     des = designs(sc, test)
     r = {k: sc.rates(test, *des[k], "reuse").sum(-1) for k in des}
     r["learned"] = sc.rates(test, *learned_design(net, sc, test), "reuse").sum(-1)
+    refine = net.design_space.refine_steps
+    if refine:  # what the net and the refinement steps each contribute
+        r["net_direct"] = sc.rates(test, *net_direct_design(net, sc, test), "reuse").sum(-1)
+        r["eigen_refined"] = sc.rates(test, *refined_from(net, sc, test, *des["eigen_beams"]), "reuse").sum(-1)
     th = sc.theorem2_rates(test).sum(-1)
     ov, se = sub["overlapping"], sub["separated"]
     best_name = max(BASE, key=lambda k: r[k][ov].mean().item())
@@ -443,6 +467,10 @@ def learned_results(sc, net, sh_sc, sh_net, shr_net, md, curves_json, draws, opt
                       "mean_optimum": r_opt.mean().item(), "mean_learned": r_l.mean().item(),
                       "fraction_of_optimum_mean": (r_l.mean() / r_opt.mean()).item(),
                       "fraction_of_optimum_min_draw": (r_l / r_opt).min().item()}
+    for k in ("net_direct", "eigen_refined"):
+        if k in r:
+            res["optimum"][f"fraction_of_optimum_mean_{k}"] = (r[k][idx].mean() / r_opt.mean()).item()
+            res["optimum"][f"fraction_of_optimum_min_draw_{k}"] = (r[k][idx] / r_opt).min().item()
     sc_nb = sc.replace(budget=False)
     opt_nb = sc_nb.optimum(sub_b, generator_for(2024, 9), steps=opt_steps, restarts=4)
     r_opt_nb = sc_nb.skr(sub_b, opt_nb).sum(-1)
@@ -460,8 +488,9 @@ def learned_results(sc, net, sh_sc, sh_net, shr_net, md, curves_json, draws, opt
            f"{int(ov.sum())} overlapping and {int(se.sum())} separated draws of the training distribution "
            "(seed stream 2024, never used in training).", "",
            "| design | overlapping: mean sum (30) | separated: mean sum (30) |", "|---|---:|---:|"]
-    for k in (*BASE, "random_semi_unitary", "learned"):
-        md.append(f"| {LABEL[k]} | {res['overlapping'][k]:.3f} | {res['separated'][k]:.3f} |")
+    for k in (*BASE, "random_semi_unitary", "eigen_refined", "net_direct", "learned"):
+        if k in r:
+            md.append(f"| {LABEL[k]} | {res['overlapping'][k]:.3f} | {res['separated'][k]:.3f} |")
     md += [f"| sum of Theorem 2 (orthogonal pilots) | {res['overlapping']['theorem2_sum']:.3f} | "
            f"{res['separated']['theorem2_sum']:.3f} |", "",
            f"* overlapping: PKG-Net / best analytic baseline ({LABEL[best_name]}) = "
@@ -471,6 +500,12 @@ def learned_results(sc, net, sh_sc, sh_net, shr_net, md, curves_json, draws, opt
            f"{res['optimum']['mean_learned']:.3f}: {100 * res['optimum']['fraction_of_optimum_mean']:.1f} % on the "
            f"mean (target >= 97 %), worst draw {100 * res['optimum']['fraction_of_optimum_min_draw']:.1f} % "
            "(target >= 90 %)",
+           *([f"* PKG-Net = its net's design + {refine} in-graph Adam steps of projected ascent on (30) "
+              "(evaluation and export). On the same draws: the net alone "
+              f"{100 * res['optimum']['fraction_of_optimum_mean_net_direct']:.1f} % (worst "
+              f"{100 * res['optimum']['fraction_of_optimum_min_draw_net_direct']:.1f} %), the same steps from eigen "
+              f"beams {100 * res['optimum']['fraction_of_optimum_mean_eigen_refined']:.1f} % (worst "
+              f"{100 * res['optimum']['fraction_of_optimum_min_draw_eigen_refined']:.1f} %)"] if refine else []),
            f"* separated: PKG-Net / sum of Theorem 2's rates = {res['fraction_of_theorem2_separated']:.3f} "
            "(target >= 0.99)",
            "* Algorithm 1's overlap threshold (not in 003) on the same overlapping draws, mean sum (30): "
@@ -478,7 +513,8 @@ def learned_results(sc, net, sh_sc, sh_net, shr_net, md, curves_json, draws, opt
            f"* (30) as printed (no budget), same {len(idx)} draws: optimum {res['no_budget']['mean_optimum']:.3f} "
            f"= {res['no_budget']['optimum_gain_over_budgeted_optimum']:.3f} x the budgeted optimum, at "
            f"{res['no_budget']['optimum_downlink_power_over_budget']:.2f} x the budget's downlink power; "
-           f"PKG-Net re-projected without the budget {res['no_budget']['learned_reprojected_without_budget']:.3f}; "
+           "PKG-Net's raw outputs re-projected without the budget (and, with refinement steps, refined on (30) as "
+           f"printed) {res['no_budget']['learned_reprojected_without_budget']:.3f}; "
            + ", ".join(f"{LABEL[k]} {res['no_budget'][k]:.3f}" for k in BASE), ""]
     if sh_net is not None:
         st = sh_sc.sample(draws, generator_for(2024, 17))
@@ -488,6 +524,10 @@ def learned_results(sc, net, sh_sc, sh_net, shr_net, md, curves_json, draws, opt
         Pl, Cl = learned_design(sh_net, sh_sc, st)
         rs["learned"] = sh_sc.rates(st, Pl, Cl, "leakage").sum(-1)
         rs_ex["learned"] = sh_sc.rates(st, Pl, Cl, "leakage_exact").sum(-1)
+        if sh_net.design_space.refine_steps:
+            rs["net_direct"] = sh_sc.rates(st, *net_direct_design(sh_net, sh_sc, st), "leakage").sum(-1)
+            rs["eigen_refined"] = sh_sc.rates(st, *refined_from(sh_net, sh_sc, st, *dsh["eigen_beams"]),
+                                              "leakage").sum(-1)
         best = max(BASE, key=lambda k: rs[k].mean().item())
         shres = {k: v.mean().item() for k, v in rs.items()}
         shres["exact"] = {k: v.mean().item() for k, v in rs_ex.items()}
@@ -499,6 +539,9 @@ def learned_results(sc, net, sh_sc, sh_net, shr_net, md, curves_json, draws, opt
                  "| design | sum (27), training form | sum (27), exact |", "|---|---:|---:|"]
         for k in BASE:
             lines.append(f"| {LABEL[k]} | {shres[k]:.3f} | {shres['exact'][k]:.3f} |")
+        for k in ("eigen_refined", "net_direct"):
+            if k in rs:
+                lines.append(f"| {LABEL[k]} | {shres[k]:.3f} | |")
         lines.append(f"| PKG-Net, trained on (27) | {shres['learned']:.3f} | {shres['exact']['learned']:.3f} |")
         if shr_net is not None:
             Pr, Cr = learned_design(shr_net, sh_sc, st)
@@ -524,10 +567,13 @@ def learned_results(sc, net, sh_sc, sh_net, shr_net, md, curves_json, draws, opt
         o = sh_sc.optimum(sb, generator_for(2024, 18), steps=opt_steps, restarts=4)
         shres["optimum_mean"] = sh_sc.skr(sb, o).sum(-1).mean().item()
         shres["learned_on_optimum_draws"] = rs["learned"][idx].mean().item()
+        shres["learned_fraction_of_optimum_min_draw"] = (rs["learned"][idx] / sh_sc.skr(sb, o).sum(-1)).min().item()
         lines += ["", f"* PKG-Net / best baseline ({LABEL[best]}) under (27): {shres['gain_over_best_baseline']:.3f} "
                   "(target >= 1.25)",
                   f"* per-instance optimum of (27) on {len(idx)} draws: {shres['optimum_mean']:.3f}, PKG-Net on the "
-                  f"same draws {shres['learned_on_optimum_draws']:.3f}", ""]
+                  f"same draws {shres['learned_on_optimum_draws']:.3f} "
+                  f"({100 * shres['learned_on_optimum_draws'] / shres['optimum_mean']:.1f} %, worst draw "
+                  f"{100 * shres['learned_fraction_of_optimum_min_draw']:.1f} %)", ""]
         md += lines
         res["shared"] = shres
     curves_json["learned"] = res

@@ -91,7 +91,8 @@ def learned_design(net, sc: MultiUserScenario, batch, budget: bool = True):
     """PKG-Net's (P~, C~) complex; ``budget=False`` re-projects the same raw outputs without the budget."""
     if not budget:
         saved = net.design_space
-        net.design_space = sc.replace(budget=False).design_space()
+        # a new module starts in training mode, which skips the refinement steps: match the net's mode
+        net.design_space = sc.replace(budget=False).design_space().train(net.training)
         try:
             out = net(sc.features(batch).float())
         finally:
@@ -611,6 +612,13 @@ def main(argv=None) -> None:
         fail(f"--shared-ckpt was trained with objective {sh_sc.objective!r}, expected 'leakage'")
     if shr_sc is not None and (shr_sc.objective != "reuse" or not shr_sc.shared_paths):
         fail("--shared-reuse-ckpt must be a shared-scatterer scenario trained with objective 'reuse'")
+    if shr_net is not None and sh_sc is not None and shr_sc.refine_steps != sh_sc.refine_steps:
+        # compare like with like: the (30)-trained net gets the same number of refinement steps, on (30)
+        # (its own objective; the steps run only in evaluation, so the trained weights are unchanged)
+        shr_sc = shr_sc.replace(refine_steps=sh_sc.refine_steps, refine_lr=sh_sc.refine_lr)
+        shr_net.design_space = shr_sc.design_space().eval()
+        print(f"--shared-reuse-ckpt: evaluated with {sh_sc.refine_steps} refinement steps on (30), as --shared-ckpt's "
+              "design on (27)", file=sys.stderr)
     if sc is None:
         sc = MultiUserScenario()
     args.out.mkdir(exist_ok=True)

@@ -1091,6 +1091,21 @@ class MultiUserDesignSpace(nn.Module):
             f = x.detach().clone().to(torch.float64)
             start = {k: v.detach().clone().to(torch.float64) for k, v in design.items()}
             KP = K * Np
+            # rows the objective cannot evaluate (non-finite features or start, |sin| > 1, |rho| > 1, a path
+            # power above 100 dB) keep the network's design; a batch is never stopped by one bad row (the
+            # exported wrapper then sets rows outside the training ranges to NaN). They run the steps on a
+            # stand-in row (all features 0, a fixed semi-unitary start) that is discarded.
+            ok = (torch.isfinite(f).all(-1) & (f[:, :2 * KP].abs() <= 1).all(-1) & (f[:, 2 * KP:3 * KP] <= 100).all(-1)
+                  & (f[:, 3 * KP:].abs() <= 1).all(-1))
+            for v in start.values():
+                ok = ok & torch.isfinite(v).flatten(1).all(-1)
+            f = torch.where(ok[:, None], f, torch.zeros_like(f))
+            stand_in = {"P": torch.eye(self.M, self.M_e, dtype=f.dtype, device=f.device),
+                        "C": torch.eye(self.N_k, self.N_e, dtype=f.dtype, device=f.device)}
+            original = start
+            start = {k: torch.where(ok.reshape(-1, 1, 1, 1, 1), v,
+                                    torch.stack([stand_in[k], torch.zeros_like(stand_in[k])], -1).expand_as(v))
+                     for k, v in start.items()}
             rho = f[:, 3 * KP:4 * KP].reshape(n, K, Np) if self.shared_paths else None
             pth = path_tensors(f[:, :KP].reshape(n, K, Np), f[:, KP:2 * KP].reshape(n, K, Np),
                                f[:, 2 * KP:3 * KP].reshape(n, K, Np), self.N_k, self.M, rho, self.shared_paths,
@@ -1108,6 +1123,7 @@ class MultiUserDesignSpace(nn.Module):
                 return training_rates(self.objective, cplx(p["P"]), cplx(p["C"]), pth, self.curious).sum(-1)
 
             best, _ = unrolled_ascent(objective, project, start, self.refine_steps, self.refine_lr)
+            best = {k: torch.where(ok.reshape(-1, 1, 1, 1, 1), v, original[k]) for k, v in best.items()}
         return {k: v.to(dt) for k, v in best.items()}
 
     def _receive_start(self, x: torch.Tensor, dt: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:

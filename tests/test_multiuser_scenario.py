@@ -327,6 +327,30 @@ def test_design_space_exports_and_round_trips(tmp_path, receive_start, refine):
         assert torch.allclose(got[k], ref[k], atol=1e-6)
 
 
+def test_refinement_keeps_bad_rows_out_of_the_batch():
+    """A NaN row or a row the objective cannot evaluate (power 1e30 dB, |sin| > 1) does not stop the batch:
+    it keeps the net's design (NaN stays NaN), and the other rows get what they get when refined alone."""
+    sc = MultiUserScenario(**SMALL_DIMS, refine_steps=3)
+    torch.manual_seed(2)
+    net = PKGNet([16]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space()).eval()
+    x = sc.features(sc.sample(5, generator_for(41))).float()
+    KP = sc.K * sc.N_P
+    bad = x.clone()
+    bad[1, 0] = float("nan")
+    bad[2, 2 * KP] = 1e30
+    bad[3, 0] = 1.5
+    with torch.inference_mode():
+        out = net(bad)
+        alone = net(x[[0, 4]])
+        net.train()
+        direct = net(bad)
+        net.eval()
+    for k in ("P", "C"):
+        assert torch.isnan(out[k][1]).all()
+        assert torch.equal(out[k][2:4], direct[k][2:4])
+        assert torch.allclose(out[k][[0, 4]], alone[k], atol=1e-6)
+
+
 def test_onnx_export_of_a_refining_design_space_is_refused_before_writing(tmp_path):
     from models.export import export_pkgnet
 

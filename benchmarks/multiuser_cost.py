@@ -25,20 +25,10 @@ import time
 
 import torch
 
-from experiments.cli_args import Parser, positive_int
+from experiments.cli_args import Parser, best_time, positive_int
 from physics import multiuser as mu
 from physics.multiuser import MultiUserScenario
 from physics.scenarios import generator_for
-
-
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main(argv: list[str] | None = None) -> None:

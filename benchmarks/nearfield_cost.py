@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from experiments.cli_args import Parser, fail, positive_int
+from experiments.cli_args import Parser, checkpoint_arg, fail, positive_int
 from models.pkgnet import PKGNet
 from physics.nearfield import NearFieldScenario, dinkelbach_power_split, optimal_beam, svd_design
 from physics.seeding import generator_for
@@ -50,14 +50,7 @@ def main(argv=None) -> None:
     hidden = [64, 64]
     state = None
     if args.ckpt is not None:
-        if not args.ckpt.is_file():
-            fail(f"--ckpt {str(args.ckpt)!r} is not a file")
-        from models.checkpoints import load_checkpoint
-
-        try:
-            ckpt = load_checkpoint(args.ckpt)
-        except ValueError as e:
-            fail(f"--ckpt: {e}")
+        ckpt = checkpoint_arg(args.ckpt, "ckpt")
         rec = ckpt.get("phykey") or {}
         if rec.get("scenario", {}).get("scenario") != "nearfield":
             fail(f"--ckpt {str(args.ckpt)!r} is not a checkpoint of the nearfield config")

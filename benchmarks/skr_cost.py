@@ -9,11 +9,9 @@ draws of the 001 training distribution, and their ratio.
 
 from __future__ import annotations
 
-import time
-
 import torch
 
-from experiments.cli_args import Parser, positive_int
+from experiments.cli_args import Parser, best_time, positive_int
 from physics.irs import random_design, skr_case1, skr_case1_kronecker, stats_001
 from physics.units import dbm_to_w
 
@@ -28,16 +26,6 @@ def draws(n: int, M: int, L: int, seed: int = 0):
                    kappa=10 * torch.rand(n, generator=g, dtype=torch.float64))
     P, theta = random_design(st, dbm_to_w(10 + 20 * torch.rand(n, generator=g, dtype=torch.float64)), g)
     return st, P, theta
-
-
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main(argv: list[str] | None = None) -> None:

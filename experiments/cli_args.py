@@ -1,4 +1,4 @@
-"""Argument parsing shared by the scripts in ``experiments/`` and ``benchmarks/``.
+"""Argument parsing and small helpers shared by the scripts in ``experiments/`` and ``benchmarks/``.
 
 :class:`Parser` prints one line ``error: ...`` on stderr and exits with status 2 (no usage block), and
 the ``type=`` validators refuse 0, negative, non-integer and non-finite values instead of letting a
@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
+from pathlib import Path
 
 
 class Parser(argparse.ArgumentParser):
@@ -26,26 +28,24 @@ def fail(message: str) -> None:
     raise SystemExit(2)
 
 
-def positive_int(text: str) -> int:
-    """``type=`` for counts: an integer >= 1 (``0``, ``-1``, ``2.5`` and ``abc`` are refused)."""
+def _int_at_least(text: str, low: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+        value = None
+    if value is None or value < low:
+        raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """``type=`` for counts: an integer >= 1 (``0``, ``-1``, ``2.5`` and ``abc`` are refused)."""
+    return _int_at_least(text, 1)
 
 
 def nonnegative_int(text: str) -> int:
     """``type=`` for seeds: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return value
+    return _int_at_least(text, 0)
 
 
 def positive_float(text: str) -> float:
@@ -68,3 +68,27 @@ def open_fraction(text: str) -> float:
     if not (math.isfinite(value) and 0 < value <= 1):
         raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text!r}")
     return value
+
+
+def checkpoint_arg(path: Path, flag: str) -> dict:
+    """The checkpoint given as ``--<flag>``, read safely (:func:`models.checkpoints.load_checkpoint`); a missing
+    or unreadable file is a one-line error naming the flag and the path."""
+    from models.checkpoints import load_checkpoint
+
+    if not path.is_file():
+        fail(f"--{flag} {str(path)!r} is not a file")
+    try:
+        return load_checkpoint(path)
+    except ValueError as e:
+        fail(f"--{flag}: {e}")
+
+
+def best_time(fn, repeats: int) -> float:
+    """Fastest of ``repeats`` timed calls of ``fn()`` after one warm-up call (seconds)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)

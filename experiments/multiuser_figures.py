@@ -44,7 +44,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from experiments.cli_args import Parser, fail, positive_int  # noqa: E402
+from experiments.cli_args import Parser, checkpoint_arg, fail, positive_int  # noqa: E402
 from keygen.randomness import TABLE_I_003_TESTS, nist_pass_ratios_003  # noqa: E402
 from physics import multiuser as mu  # noqa: E402
 from physics.multiuser import MultiUserScenario  # noqa: E402
@@ -62,15 +62,9 @@ def load_net(path: Path | None, flag: str):
     """(net: x -> {"P", "C"} float32, scenario) from a PKGNetModule checkpoint of a multiuser config."""
     if path is None:
         return None, None
-    from models.checkpoints import load_checkpoint
     from models.pkgnet import PKGNet
 
-    if not path.is_file():
-        fail(f"--{flag} {str(path)!r} is not a file")
-    try:
-        ckpt = load_checkpoint(path)
-    except ValueError as e:
-        fail(f"--{flag}: {e}")
+    ckpt = checkpoint_arg(path, flag)
     rec = ckpt.get("phykey") or {}
     desc = rec.get("scenario") or {}
     if not str(desc.get("scenario", "")).startswith("multiuser_003"):

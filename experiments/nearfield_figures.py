@@ -29,7 +29,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from experiments.cli_args import Parser, fail, positive_int  # noqa: E402
+from experiments.cli_args import Parser, checkpoint_arg, fail, positive_int  # noqa: E402
 from physics.nearfield import NearFieldScenario  # noqa: E402
 from physics.seeding import generator_for  # noqa: E402
 
@@ -60,14 +60,7 @@ def load_net(args) -> tuple[callable, NearFieldScenario, str]:
         return net, NearFieldScenario.from_description(meta), f"exported {args.pt2}"
     from models.pkgnet import PKGNet
 
-    if not args.ckpt.is_file():
-        fail(f"--ckpt {str(args.ckpt)!r} is not a file")
-    from models.checkpoints import load_checkpoint
-
-    try:
-        ckpt = load_checkpoint(args.ckpt)
-    except ValueError as e:
-        fail(f"--ckpt: {e}")
+    ckpt = checkpoint_arg(args.ckpt, "ckpt")
     rec = ckpt.get("phykey")
     if rec is None or rec["scenario"].get("scenario") != "nearfield":
         fail(f"--ckpt {str(args.ckpt)!r} is not a PKG-Net checkpoint of the nearfield config")

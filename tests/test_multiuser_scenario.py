@@ -327,6 +327,25 @@ def test_design_space_exports_and_round_trips(tmp_path, receive_start, refine):
         assert torch.allclose(got[k], ref[k], atol=1e-6)
 
 
+def test_path_tensors_match_the_steering_vectors_and_the_pair_covariance():
+    """The in-graph builder against the checked public forms: u, v as :func:`beam_vectors` (ula_response by
+    torch.polar, then the DFT), and G written out entry by entry for the shared pairs."""
+    sc = MultiUserScenario(**SMALL_DIMS, shared_paths=2, objective="leakage", p_overlapping=1.0)
+    b = sc.sample(3, generator_for(42))
+    pth = sc.paths(b)
+    u, v = mu.beam_vectors(b["sin_aoa"], b["sin_aod"], sc.N_k, sc.M)
+    assert torch.allclose(pth["u"], u, atol=1e-12) and torch.allclose(pth["v"], v, atol=1e-12)
+    g = 10 ** (b["power_db"] / 10)
+    Np = sc.N_P
+    G = torch.diag_embed(g.flatten(1))
+    for a in range(0, sc.K - 1, 2):
+        for q in range(2):
+            c = b["rho_shared"][:, a, q] * torch.sqrt(g[:, a, q] * g[:, a + 1, q])
+            G[:, a * Np + q, (a + 1) * Np + q] = c
+            G[:, (a + 1) * Np + q, a * Np + q] = c
+    assert torch.allclose(pth["G"], G, rtol=1e-12, atol=0)
+
+
 def test_refinement_keeps_bad_rows_out_of_the_batch():
     """A NaN row or a row the objective cannot evaluate (power 1e30 dB, |sin| > 1) does not stop the batch:
     it keeps the net's design (NaN stays NaN), and the other rows get what they get when refined alone."""

@@ -55,7 +55,9 @@ class PhykeyTrainer(Trainer):
         if onnx is not None:
             check_export_path(onnx, ".onnx", overwrite=overwrite)
         ckpt = load_checkpoint(ckpt_path)
-        check_record(ckpt, model.checkpoint_record(), ckpt_path)
+        eval_diff = check_record(ckpt, model.checkpoint_record(), ckpt_path,
+                                 evaluation_only=getattr(model, "evaluation_only_keys", ()))
+        _say_evaluation_settings(eval_diff, ckpt_path)
         model.load_state_dict(ckpt["state_dict"])
         meta = export_module(model, ckpt, out, onnx,
                              extra_metadata={"checkpoint": str(ckpt_path), "epoch": ckpt.get("epoch")})
@@ -95,6 +97,14 @@ def _check_new_file(flag: str, path: str, overwrite: bool) -> Path:
     if p.exists() and not overwrite:
         raise ValueError(f"{flag} {path!r} already exists; pass --overwrite true to replace it")
     return p
+
+
+def _say_evaluation_settings(diff: dict, path) -> None:
+    """One stderr line per evaluation-only setting that differs between the checkpoint and the config."""
+    for key, (saved, here) in diff.items():
+        print(f"note: checkpoint {str(path)!r} was validated with {key} = {saved!r}; evaluating with the config's "
+              f"{key} = {here!r} (an evaluation-only setting: the trained weights do not depend on it)",
+              file=sys.stderr)
 
 
 class LoggerSaveConfigCallback(SaveConfigCallback):
@@ -185,7 +195,10 @@ class PhykeyCLI(LightningCLI):
             from models.checkpoints import check_record
 
             path, ckpt = self._ckpt
-            check_record(ckpt, self.model.checkpoint_record(), path)
+            # evaluation-only settings (e.g. refinement steps) may differ in test/validate/predict/export, but a
+            # resumed fit must validate as it did, or its best-checkpoint choice would mix two scores
+            lenient = getattr(self.model, "evaluation_only_keys", ()) if sub != "fit" else ()
+            _say_evaluation_settings(check_record(ckpt, self.model.checkpoint_record(), path, lenient), path)
             if "weights_only" in self.config_init[sub]:  # Lightning reads it again: never unpickling either
                 self.config_init[sub]["weights_only"] = True
 

@@ -44,7 +44,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from experiments.cli_args import Parser, checkpoint_arg, fail, positive_int  # noqa: E402
+from experiments.cli_args import (  # noqa: E402
+    Parser,
+    checkpoint_arg,
+    fail,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
 from keygen.randomness import TABLE_I_003_TESTS, nist_pass_ratios_003  # noqa: E402
 from physics import multiuser as mu  # noqa: E402
 from physics.multiuser import MultiUserScenario  # noqa: E402
@@ -58,8 +65,10 @@ LABEL = {"beam_selection": "Algorithm 1 (beam selection)", "strongest_overlappin
          "optimum": "per-instance optimum"}
 
 
-def load_net(path: Path | None, flag: str):
-    """(net: x -> {"P", "C"} float32, scenario) from a PKGNetModule checkpoint of a multiuser config."""
+def load_net(path: Path | None, flag: str, refine_steps: int | None = None, refine_lr: float | None = None):
+    """(net: x -> {"P", "C"} float32, scenario) from a PKGNetModule checkpoint of a multiuser config.
+
+    ``refine_steps``/``refine_lr`` replace the checkpoint's evaluation-only refinement settings (None: keep)."""
     if path is None:
         return None, None
     from models.pkgnet import PKGNet
@@ -70,6 +79,9 @@ def load_net(path: Path | None, flag: str):
     if not str(desc.get("scenario", "")).startswith("multiuser_003"):
         fail(f"--{flag} {str(path)!r} is not a PKG-Net checkpoint of a multiuser config")
     sc = MultiUserScenario.from_description(desc)
+    changes = {k: v for k, v in (("refine_steps", refine_steps), ("refine_lr", refine_lr)) if v is not None}
+    if changes:
+        sc = sc.replace(**changes)
     net = PKGNet(rec["hidden"], rec.get("activation", "relu")).build(len(sc.feature_names), *sc.feature_bounds(),
                                                                       sc.design_space())
     net.load_state_dict({k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")})
@@ -580,6 +592,13 @@ def main(argv=None) -> None:
     p.add_argument("--shared-ckpt", type=Path, default=None, help="checkpoint of configs/pkgnet/multiuser_shared.yaml")
     p.add_argument("--shared-reuse-ckpt", type=Path, default=None,
                    help="checkpoint of multiuser_shared.yaml trained with objective: reuse")
+    p.add_argument("--refine-steps", type=nonnegative_int, default=None,
+                   help="evaluate --ckpt with this many refinement steps (default: the checkpoint's)")
+    p.add_argument("--refine-lr", type=positive_float, default=None, help="and this step size")
+    p.add_argument("--shared-refine-steps", type=nonnegative_int, default=None,
+                   help="evaluate --shared-ckpt (and --shared-reuse-ckpt) with this many refinement steps, e.g. "
+                        "the value chosen on the validation split by experiments.multiuser_refine_sweep")
+    p.add_argument("--shared-refine-lr", type=positive_float, default=None, help="and this step size")
     p.add_argument("--out", type=Path, default=Path("results/multiuser_003"))
     p.add_argument("--draws", default=200, type=positive_int)
     p.add_argument("--optimum-draws", default=16, type=positive_int)
@@ -599,8 +618,8 @@ def main(argv=None) -> None:
         draws, opt_draws, opt_steps, n_keys, rounds = 8, 2, 3, 100, 5
     if not args.out.parent.exists():
         fail(f"--out: parent folder {str(args.out.parent)!r} does not exist")
-    net, sc = load_net(args.ckpt, "ckpt")
-    sh_net, sh_sc = load_net(args.shared_ckpt, "shared-ckpt")
+    net, sc = load_net(args.ckpt, "ckpt", args.refine_steps, args.refine_lr)
+    sh_net, sh_sc = load_net(args.shared_ckpt, "shared-ckpt", args.shared_refine_steps, args.shared_refine_lr)
     shr_net, shr_sc = load_net(args.shared_reuse_ckpt, "shared-reuse-ckpt")
     if sh_sc is not None and sh_sc.objective != "leakage":
         fail(f"--shared-ckpt was trained with objective {sh_sc.objective!r}, expected 'leakage'")

@@ -48,8 +48,15 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return ckpt
 
 
-def check_record(checkpoint: dict[str, Any], here: dict[str, Any], path: str | os.PathLike | None = None) -> None:
-    """Raise ValueError unless the checkpoint's phykey record equals ``here`` (the config's model)."""
+def check_record(checkpoint: dict[str, Any], here: dict[str, Any], path: str | os.PathLike | None = None,
+                 evaluation_only: tuple[str, ...] | list[str] = ()) -> dict[str, tuple[Any, Any]]:
+    """Raise ValueError unless the checkpoint's phykey record equals ``here`` (the config's model).
+
+    ``evaluation_only``: scenario description keys that change no trained weight (settings used only when
+    the model is evaluated, e.g. the multi-user refinement steps, ``Scenario.evaluation_only``). They may
+    differ; the differences are returned as ``{key: (checkpoint value, config value)}`` so the caller can
+    say which setting the evaluation uses. Pass ``()`` where they must match too (resuming ``fit``).
+    """
     where = f"checkpoint {str(path)!r}" if path is not None else "checkpoint"
     saved = checkpoint.get(RECORD_KEY)
     if not isinstance(saved, dict) or "family" not in saved:
@@ -57,10 +64,17 @@ def check_record(checkpoint: dict[str, Any], here: dict[str, Any], path: str | o
     if saved.get("family") != here.get("family") or saved.get("net") != here.get("net"):
         raise ValueError(f"{where} holds a {saved.get('family')} model ({saved.get('net')}); the config builds a "
                          f"{here.get('family')} model ({here.get('net')})")
+    lenient: dict[str, tuple[Any, Any]] = {}
     if saved != here:
         if saved.get("scenario") != here.get("scenario"):
             s, h = saved.get("scenario") or {}, here.get("scenario") or {}
             diff = {k: (s.get(k), h.get(k)) for k in sorted(set(s) | set(h)) if s.get(k) != h.get(k)}
-            raise ValueError(f"{where} was trained on another scenario; (checkpoint, config) differ in {diff}")
+            lenient = {k: v for k, v in diff.items() if k in evaluation_only}
+            if len(lenient) < len(diff):
+                strict = {k: v for k, v in diff.items() if k not in evaluation_only}
+                raise ValueError(f"{where} was trained on another scenario; (checkpoint, config) differ in {strict}")
+        saved = {**saved, "scenario": here.get("scenario")}
+    if saved != here:
         diff = {k: (saved.get(k), here.get(k)) for k in sorted(set(saved) | set(here)) if saved.get(k) != here.get(k)}
         raise ValueError(f"{where} was trained with another net; (checkpoint, config) differ in {diff}")
+    return lenient

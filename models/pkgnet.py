@@ -188,5 +188,11 @@ class PKGNetModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[RECORD_KEY] = self.checkpoint_record()
 
+    @property
+    def evaluation_only_keys(self) -> tuple[str, ...]:
+        """Scenario settings a checkpoint may be evaluated with other values of (``Scenario.evaluation_only``)."""
+        return tuple(getattr(self.scenario, "evaluation_only", ()))
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        check_record(checkpoint, self.checkpoint_record())
+        # train.py refuses evaluation-only differences before fit resumes; here the weights load either way
+        check_record(checkpoint, self.checkpoint_record(), evaluation_only=self.evaluation_only_keys)

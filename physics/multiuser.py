@@ -1262,6 +1262,8 @@ class MultiUserScenario(Scenario):
     _INIT_KEYS = ("M", "K", "N_k", "N_P", "M_e", "N_e", "objective", "budget", "spread", "overlapping_gap_range",
                   "separated_gap_range", "p_overlapping", "snr_db_range", "path_power_spread_db", "shared_paths",
                   "rho_range", "overlap_threshold_db", "receive_start", "refine_steps", "refine_lr")
+    # the refinement runs only in evaluation: a checkpoint may be evaluated with other values (Scenario contract)
+    evaluation_only = ("refine_steps", "refine_lr")
     # keys added later: older descriptions load with the default
     _DEFAULTS = {"receive_start": "identity", "refine_steps": 0, "refine_lr": 0.03}
 

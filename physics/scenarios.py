@@ -132,6 +132,11 @@ class Scenario(abc.ABC):
     name: str = "scenario"
     feature_names: tuple[str, ...] = ()
     feature_units: tuple[str, ...] = ()
+    #: ``describe()`` keys of settings used only when the model is evaluated (they change no trained weight,
+    #: e.g. the multi-user refinement steps): a checkpoint may be tested, predicted or exported with other
+    #: values of these than it was trained with (``models.checkpoints.check_record``); ``fit`` resumes only
+    #: with equal ones.
+    evaluation_only: tuple[str, ...] = ()
 
     @abc.abstractmethod
     def sample(self, n: int, generator: torch.Generator) -> Batch:

@@ -457,3 +457,43 @@ def test_learned_design_beats_analytic_baselines_on_overlapping_users():
     assert ratio.min() >= 0.90, (ratio, direct[idx] / r_opt)
     th = sc.theorem2_rates(test).sum(-1)
     assert learned[sub["separated"]].mean() >= 0.99 * th[sub["separated"]].mean()
+
+
+def test_checkpoint_is_evaluated_with_other_refinement_steps_but_resumes_only_with_its_own(cli_env, tmp_path,
+                                                                                          capsys):
+    """refine_steps/refine_lr are evaluation-only (Scenario.evaluation_only): test and the validation-split sweep
+    accept a checkpoint with other values and say so; fit refuses to resume with them (its best-checkpoint
+    choice would mix two scores); any other scenario difference is still refused."""
+    from experiments import multiuser_refine_sweep
+
+    config = small_config(CONFIGS[0], tmp_path)
+    steps = "--model.init_args.scenario.init_args.refine_steps"
+    cli_env.main(["fit", "--config", config, *FAST, f"{steps}=2", "--trainer.max_epochs=1"])
+    ckpts = tmp_path / "runs" / "pkgnet" / "multiuser" / "checkpoints"
+    last = ckpts / "last.ckpt"
+    before = {p.name: p.read_bytes() for p in ckpts.iterdir()}
+    capsys.readouterr()
+    cli = cli_env.main(["test", "--config", config, *FAST, f"{steps}=5", f"--ckpt_path={last}"])
+    err = capsys.readouterr().err
+    assert "validated with refine_steps = 2" in err and "config's refine_steps = 5" in err
+    assert cli.model.scenario.refine_steps == 5 and math.isfinite(float(cli.trainer.callback_metrics["test/skr_bits"]))
+    with pytest.raises(SystemExit):
+        cli_env.main(["fit", "--config", config, *FAST, f"{steps}=5", "--trainer.max_epochs=2", "--ckpt_path=last"])
+    assert "another scenario" in capsys.readouterr().err
+    other = "--model.init_args.scenario.init_args.overlap_threshold_db=-10"
+    with pytest.raises(SystemExit):
+        cli_env.main(["test", "--config", config, *FAST, f"{steps}=5", other, f"--ckpt_path={last}"])
+    err = capsys.readouterr().err
+    assert "overlap_threshold_db" in err and "refine_steps" not in err.split("differ in")[-1]
+    assert {p.name: p.read_bytes() for p in ckpts.iterdir()} == before  # nothing overwritten
+    # the sweep reads the validation split (20 draws, seed 0) from the config.yaml saved beside the checkpoints
+    out = tmp_path / "sweep"
+    multiuser_refine_sweep.main(["--ckpt", str(last), "--steps", "0,3", "--lr", "0.03,0.1", "--target", "0.5",
+                                 "--out", str(out)])
+    res = json.loads((out / "sweep.json").read_text())
+    assert res["val_draws"] == 20 and res["seed"] == 0
+    assert [(r["steps"], r["lr"]) for r in res["rows"]] == [(0, 0.03), (3, 0.03), (3, 0.1)]
+    assert all(r["ratio_se"] > 0 and math.isfinite(r["ratio_to_best_baseline"]) for r in res["rows"])
+    # the best iterate is kept, so refinement never lowers a draw's rate: the means cannot drop below the net's
+    assert min(r["mean_sum_skr_bits"] for r in res["rows"][1:]) >= res["rows"][0]["mean_sum_skr_bits"] - 1e-9
+    assert (out / "sweep.png").stat().st_size > 0 and "Chosen" in (out / "sweep.md").read_text()

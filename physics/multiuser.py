@@ -387,6 +387,17 @@ def _sandwich(X1: torch.Tensor, Y1: torch.Tensor, Lam4: torch.Tensor, X2: torch.
     return T.reshape(*T.shape[:-4], a * b, d * c)
 
 
+def _check_design_power(name: str, X: torch.Tensor, tol: float = 1e-3) -> None:
+    """``X [..., D, n]`` must satisfy X^H X <= I: semi-unitary, or scaled down (the downlink budget). 003 (30)
+    takes P~_k^H P~_k = I and C~_k^H C~_k = I (C~_k^* is also the UT's uplink beamformer); more power raises
+    the rate, e.g. an unnormalised DFT matrix. ``tol`` 1e-3 admits designs made in float32 (errors ~1e-6)."""
+    with torch.no_grad():
+        top = torch.linalg.eigvalsh(X.detach().mH @ X.detach()).amax().item() if X.numel() else 0.0
+    if top > 1 + tol:
+        raise ValueError(f"{name} carries more than unit pilot power: the largest eigenvalue of {name}^H {name} is "
+                         f"{top:.6g}, allowed <= 1 (semi-unitary columns, or scaled down by a power budget)")
+
+
 def _check_design_shapes(P: torch.Tensor, C: torch.Tensor, K: int, M: int, N_k: int) -> tuple[int, int]:
     if P.ndim < 3 or P.shape[-3] != K or P.shape[-2] != M:
         raise ValueError(f"P must be [..., K={K}, M={M}, M_e], got shape {tuple(P.shape)}")
@@ -394,6 +405,8 @@ def _check_design_shapes(P: torch.Tensor, C: torch.Tensor, K: int, M: int, N_k: 
         raise ValueError(f"C must be [..., K={K}, N_k={N_k}, N_e], got shape {tuple(C.shape)}")
     _check_finite("P", P)
     _check_finite("C", C)
+    _check_design_power("P", P)
+    _check_design_power("C", C)
     return P.shape[-1], C.shape[-1]
 
 
@@ -455,7 +468,8 @@ def _as_lam4(Lambda: torch.Tensor, M: int, N: int, lead: int) -> torch.Tensor:
 def skr_pilot_reuse(P: torch.Tensor, C: torch.Tensor, Lambda: torch.Tensor) -> torch.Tensor:
     """003 (30): each UT's key rate with pilot reuse (same pilots S, S S^H = I), UTs independent, bits.
 
-    ``P [..., K, M, M_e]`` beam-domain precoders P~_k (any; the uplink noise covariance is P^T P^* kron I),
+    ``P [..., K, M, M_e]`` beam-domain precoders P~_k (P^H P <= I: semi-unitary, or scaled down by a budget;
+    the uplink noise covariance is P^T P^* kron I),
     ``C [..., K, N_k, N_e]`` beam-domain receive matrices C~_k, ``Lambda [..., K, M N_k, M N_k]``; unit
     noise. No downlink power budget here (docs/architecture.md section 4). Returns ``[..., K]`` float64.
     """
@@ -708,7 +722,11 @@ def unit_skr(sum_rate_bits, overhead_symbols) -> torch.Tensor:
     T = torch.as_tensor(overhead_symbols, dtype=torch.float64)
     if torch.any(T <= 0) or not torch.all(torch.isfinite(T)):
         raise ValueError(f"pilot overhead T must be finite and > 0, got {T.flatten()[0].item()}")
-    return torch.as_tensor(sum_rate_bits, dtype=torch.float64) / T
+    R = torch.as_tensor(sum_rate_bits, dtype=torch.float64)
+    bad = ~(R >= 0) | ~torch.isfinite(R)
+    if torch.any(bad):
+        raise ValueError(f"sum_rate_bits must be finite and >= 0 (a key rate), got {R[bad].flatten()[0].item()!r}")
+    return R / T
 
 
 # --------------------------------------------------------------------------------------------
@@ -825,6 +843,9 @@ def eigen_beams_design(R_bs: torch.Tensor, R_ut: torch.Tensor, M_e: int, N_e: in
 def random_semi_unitary(shape: tuple[int, ...], rows: int, cols: int, generator: torch.Generator,
                         device=None) -> torch.Tensor:
     """Haar-distributed semi-unitary ``[*shape, rows, cols]`` (QR of a complex Gaussian, phases fixed)."""
+    rows, cols = _check_int("rows", rows), _check_int("cols", cols)
+    if cols > rows:
+        raise ValueError(f"a semi-unitary matrix needs cols <= rows, got rows = {rows}, cols = {cols}")
     z = torch.randn(*shape, rows, cols, 2, generator=generator, dtype=torch.float64)
     Z = torch.view_as_complex(z).to(device)
     Qm, R = torch.linalg.qr(Z)
@@ -1361,8 +1382,10 @@ class MultiUserScenario(Scenario):
                 raise ValueError(f"unknown point field {k!r}; allowed: {', '.join(allowed)}")
         K, Np, s = self.K, self.N_P, self.spread
         snr = torch.as_tensor(values.get("snr_db", 10.0), dtype=torch.float64).expand(n).clone()
-        gap = float(values.get("gap", 0.24))
-        rho = float(values.get("rho", 0.9))
+        if not torch.all(torch.isfinite(snr)):
+            raise ValueError(f"snr_db must be finite, got {values.get('snr_db')!r}")
+        gap = check_real("gap", values.get("gap", 0.24), low=0.0)
+        rho = check_real("rho", values.get("rho", 0.9), low=-1.0, high=1.0)
         centres = torch.arange(K, dtype=torch.float64) * gap
         centres = centres - centres.mean()
         offs = torch.linspace(-s, s, Np, dtype=torch.float64)[torch.randperm(Np, generator=torch.Generator()
@@ -1386,6 +1409,7 @@ class MultiUserScenario(Scenario):
         return batch
 
     def features(self, batch: Batch) -> torch.Tensor:
+        self._checked(batch)  # a NaN, |sin| > 1 or an infinite power is named here, not after a NaN loss
         n = batch["sin_aod"].shape[0]
         cols = [batch["sin_aod"].reshape(n, -1), batch["sin_aoa"].reshape(n, -1), batch["power_db"].reshape(n, -1)]
         if self.shared_paths:
@@ -1409,20 +1433,39 @@ class MultiUserScenario(Scenario):
                                     curious=self.curious())
 
     # -- physics ----------------------------------------------------------------------------
-    def paths(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """Beam-domain path vectors u ``[n, K, N_P, N_k]``, v ``[n, K, N_P, M]``, powers g ``[n, K, N_P]``
-        (linear per-path SNR) and the stacked path-gain covariance G ``[n, K N_P, K N_P]``."""
-        f64 = {k: batch[k].to(torch.float64) for k in ("sin_aod", "sin_aoa", "power_db")}
+    def _checked(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """The batch's path statistics in float64, refused unless sin in [-1, 1], powers finite (also in linear
+        scale) and rho_shared in [-1, 1]; shapes must be ``[n, K, N_P]``."""
+        missing = [k for k in ("sin_aod", "sin_aoa", "power_db") if k not in batch]
+        if missing:
+            raise ValueError(f"batch lacks {missing}; a 003 batch has sin_aod, sin_aoa, power_db [n, K, N_P]")
+        f64 = {k: torch.as_tensor(batch[k]).to(torch.float64) for k in ("sin_aod", "sin_aoa", "power_db")}
+        for k, t in f64.items():
+            if t.ndim != 3 or tuple(t.shape[1:]) != (self.K, self.N_P):
+                raise ValueError(f"{k} must be [n, K, N_P] = [n, {self.K}, {self.N_P}], got shape {tuple(t.shape)}")
         for k in ("sin_aod", "sin_aoa"):
             _check_finite(k, f64[k])
             if torch.any(f64[k].abs() > 1.0):
                 raise ValueError(f"{k} must lie in [-1, 1], got max |sin| {f64[k].abs().max().item():.6g}")
         _check_finite("power_db", 10 ** (f64["power_db"] / 10))
         rho = None
-        if self.shared_paths and "rho_shared" in batch:
-            rho = batch["rho_shared"].to(torch.float64)
+        if self.shared_paths:
+            if "rho_shared" not in batch:
+                raise ValueError("a shared-scatterer batch needs rho_shared [n, K, N_P] (shared_paths = "
+                                 f"{self.shared_paths})")
+            rho = torch.as_tensor(batch["rho_shared"]).to(torch.float64)
+            if tuple(rho.shape) != tuple(f64["sin_aod"].shape):
+                raise ValueError(f"rho_shared must have the shape of sin_aod {tuple(f64['sin_aod'].shape)}, got "
+                                 f"{tuple(rho.shape)}")
             if torch.any(rho.abs() > 1) or not torch.all(torch.isfinite(rho)):
-                raise ValueError("rho_shared must be finite and lie in [-1, 1]")
+                raise ValueError("rho_shared must be finite and lie in [-1, 1], got "
+                                 f"{rho[~(rho.abs() <= 1)].flatten()[0].item()!r}")
+        return f64, rho
+
+    def paths(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Beam-domain path vectors u ``[n, K, N_P, N_k]``, v ``[n, K, N_P, M]``, powers g ``[n, K, N_P]``
+        (linear per-path SNR) and the stacked path-gain covariance G ``[n, K N_P, K N_P]``."""
+        f64, rho = self._checked(batch)
         return path_tensors(f64["sin_aod"], f64["sin_aoa"], f64["power_db"], self.N_k, self.M, rho, self.shared_paths)
 
     def curious(self) -> list[list[int]]:
@@ -1440,7 +1483,16 @@ class MultiUserScenario(Scenario):
         each precoder at unit column power)."""
         objective = objective or self.objective
         pth = self.paths(batch)
+        n = pth["u"].shape[0]
+        if tuple(P.shape) != (n, self.K, self.M, P.shape[-1]) or tuple(C.shape) != (n, self.K, self.N_k, C.shape[-1]):
+            raise ValueError(f"designs must be P [n, K, M, M_e] = [{n}, {self.K}, {self.M}, M_e] and C [n, K, N_k, "
+                             f"N_e] = [{n}, {self.K}, {self.N_k}, N_e], got {tuple(P.shape)} and {tuple(C.shape)}")
         P, C = P.to(torch.complex128), C.to(torch.complex128)
+        _check_finite("P", P)
+        _check_finite("C", C)
+        if objective != "orthogonal":  # "orthogonal" rescales P to unit columns itself
+            _check_design_power("P", P)
+        _check_design_power("C", C)
         if objective == "reuse":  # (30) assumes independent UTs: shared-scatterer correlations dropped
             return skr_pilot_reuse_paths(P, C, pth["u"], pth["v"], torch.diag_embed(pth["g"].flatten(-2)))
         if objective == "leakage":

@@ -496,6 +496,42 @@ def test_bad_input_names_the_value():
         mu.ula_response(4, 1.2)
     with pytest.raises(ValueError, match="M_e must be an integer >= 1, got 2.5"):
         mu.strongest_beams_design(R_bs, R_ut, 2.5, 2)
+    with pytest.raises(ValueError, match="cols <= rows, got rows = 2, cols = 4"):
+        mu.random_semi_unitary((3,), 2, 4, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="sum_rate_bits must be finite and >= 0.*-1.0"):
+        mu.unit_skr(torch.tensor([3.0, -1.0]), 10)
+
+
+def test_designs_with_more_than_unit_pilot_power_are_refused():
+    """(30) takes P~_k^H P~_k = I and C~_k^H C~_k = I: an unnormalised DFT matrix (a common slip) would raise
+    the rate by pilot power alone, so it is refused; scaled-down designs (the downlink budget) are feasible."""
+    from physics.multiuser import MultiUserScenario
+
+    sc = MultiUserScenario(M=16, K=2, N_k=2, N_P=2, M_e=2, N_e=2)
+    g = torch.Generator().manual_seed(5)
+    b = sc.sample(3, g)
+    P, C = sc.baseline_designs(b, g)["eigen_beams"]
+    base = sc.rates(b, P, C)
+    assert torch.all(sc.rates(b, 0.5 * P, C) <= base + 1e-12)  # less pilot power never helps
+    with pytest.raises(ValueError, match="P carries more than unit pilot power.*largest eigenvalue of P\\^H P is 4"):
+        sc.rates(b, 2 * P, C)
+    with pytest.raises(ValueError, match="C carries more than unit pilot power"):
+        sc.rates(b, P, 3 * C, "leakage_exact")
+    F = torch.fft.fft(torch.eye(16, dtype=torch.complex128))[:, :2]  # unnormalised DFT columns, |f|^2 = 16
+    with pytest.raises(ValueError, match="P carries more than unit pilot power.*is 16"):
+        sc.rates(b, F.expand(3, 2, 16, 2), C)
+    with pytest.raises(ValueError, match=r"P \[n, K, M, M_e\] = \[3, 2, 16, M_e\]"):
+        sc.rates(b, P[:2], C[:2])
+    Lam = torch.eye(32, dtype=torch.complex128).expand(2, 32, 32)
+    with pytest.raises(ValueError, match="P carries more than unit pilot power"):
+        mu.skr_pilot_reuse(2 * P[0], C[0], Lam)
+    bad = dict(b)
+    bad["power_db"] = b["power_db"].clone()
+    bad["power_db"][1, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match="power_db must be finite"):
+        sc.features(bad)  # named at the input, not after a NaN loss
+    with pytest.raises(ValueError, match=r"rho must be finite and lie in \[-1.0, 1.0\], got 2.0"):
+        MultiUserScenario(M=16, K=2, N_k=2, N_P=2, M_e=2, N_e=2, shared_paths=1).point(1, rho=2.0)
 
 
 # --------------------------------------------------------------------------------------------

@@ -163,6 +163,7 @@ def ula_response(num_antennas: int, sin_angle, spacing_wavelengths: float = 0.5)
     ``sin_angle [...]`` real (finite, in [-1, 1]); returns ``[..., N]`` complex128.
     """
     N = _check_int("num_antennas", num_antennas)
+    spacing_wavelengths = check_real("spacing_wavelengths", spacing_wavelengths, low=0.0, low_inclusive=False)
     s = torch.as_tensor(sin_angle, dtype=torch.float64)
     _check_finite("sin_angle", s)
     if torch.any(s.abs() > 1.0):
@@ -196,6 +197,15 @@ def geometric_channel(alpha: torch.Tensor, sin_aoa: torch.Tensor, sin_aod: torch
     a_ut = ula_response(N_k, sin_aoa)  # [..., P, N_k]
     a_bs = ula_response(M, sin_aod)  # [..., P, M]
     alpha = torch.as_tensor(alpha).to(torch.complex128)
+    _check_finite("alpha", alpha)
+    try:  # one gain, AoA and AoD per path; leading dims broadcast (e.g. [n, P] gains with [P] angles)
+        torch.broadcast_shapes(alpha.shape, a_ut.shape[:-1], a_bs.shape[:-1])
+        ok = alpha.shape[-1:] == a_ut.shape[-2:-1] == a_bs.shape[-2:-1]
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"alpha, sin_aoa and sin_aod must be [..., P] with the same P and broadcastable leading "
+                         f"dims, got {tuple(alpha.shape)}, {tuple(a_ut.shape[:-1])} and {tuple(a_bs.shape[:-1])}")
     return torch.einsum("...p,...pn,...pm->...nm", alpha, a_ut, a_bs.conj())
 
 
@@ -210,6 +220,9 @@ def beam_vectors(sin_aoa: torch.Tensor, sin_aod: torch.Tensor, N_k: int, M: int)
     """Beam-domain path vectors u_p = A_UT^H a_UT(theta_p) ``[..., P, N_k]`` and v_p = A_BS^H a_BS(phi_p)
     ``[..., P, M]`` (unit norm), so that H~ = sum_p alpha_p u_p v_p^H."""
     N_k, M = _check_int("N_k", N_k), _check_int("M", M)
+    if torch.as_tensor(sin_aoa).shape != torch.as_tensor(sin_aod).shape:
+        raise ValueError(f"sin_aoa and sin_aod must have the same shape [..., P] (one AoA and one AoD per path), got "
+                         f"{tuple(torch.as_tensor(sin_aoa).shape)} and {tuple(torch.as_tensor(sin_aod).shape)}")
     u = ula_response(N_k, sin_aoa) @ dft_matrix(N_k, torch.as_tensor(sin_aoa).device).conj()
     v = ula_response(M, sin_aod) @ dft_matrix(M, torch.as_tensor(sin_aod).device).conj()
     return u, v
@@ -391,11 +404,20 @@ def _check_design_power(name: str, X: torch.Tensor, tol: float = 1e-3) -> None:
     """``X [..., D, n]`` must satisfy X^H X <= I: semi-unitary, or scaled down (the downlink budget). 003 (30)
     takes P~_k^H P~_k = I and C~_k^H C~_k = I (C~_k^* is also the UT's uplink beamformer); more power raises
     the rate, e.g. an unnormalised DFT matrix. ``tol`` 1e-3 admits designs made in float32 (errors ~1e-6)."""
+    if X.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(X.shape)}): every UT needs at least one beam")
     with torch.no_grad():
-        top = torch.linalg.eigvalsh(X.detach().mH @ X.detach()).amax().item() if X.numel() else 0.0
+        ev = torch.linalg.eigvalsh(X.detach().mH @ X.detach())  # [..., n] ascending
+    top = ev[..., -1].amax().item()
     if top > 1 + tol:
         raise ValueError(f"{name} carries more than unit pilot power: the largest eigenvalue of {name}^H {name} is "
                          f"{top:.6g}, allowed <= 1 (semi-unitary columns, or scaled down by a power budget)")
+    # a UT with a zero or rank-deficient design has observations with no signal and no noise in some direction:
+    # (30)/(27) are then undefined (singular covariances), not zero. 1e-10 relative keeps Cholesky well posed.
+    low = (ev[..., 0] / ev[..., -1].clamp_min(1e-300)).amin().item()
+    if not low > 1e-10:
+        raise ValueError(f"{name} must have full column rank for every UT (no zero-power UT, no repeated beam): the "
+                         f"smallest eigenvalue of {name}^H {name} is {low:.3g} of the largest, need > 1e-10")
 
 
 def _check_design_shapes(P: torch.Tensor, C: torch.Tensor, K: int, M: int, N_k: int) -> tuple[int, int]:
@@ -675,8 +697,21 @@ def leakage_ratio(rho, noise_var) -> torch.Tensor:
     log[(1+s)^3 (3+s) / (s (2+s)^3)] / log[(1+s)^2 / (s (2+s))] (used instead of the garbled (45)).
     Returns float64, broadcast of the inputs.
     """
+    for name, v in (("rho", rho), ("noise_var", noise_var)):
+        try:
+            t = None if isinstance(v, str | bytes) else torch.as_tensor(v)
+        except (TypeError, ValueError, RuntimeError):
+            t = None
+        if t is None or t.dtype == torch.bool:
+            raise ValueError(f"{name} must be a real number or a real tensor, got {v!r}")
+        if t.is_complex():  # (43) depends on |rho|^2 only; a complex value is a caller's slip, never cast silently
+            raise ValueError(f"{name} must be real (pass |rho| for complex channels), got {v!r}")
     rho = torch.as_tensor(rho, dtype=torch.float64)
     s = torch.as_tensor(noise_var, dtype=torch.float64)
+    try:
+        torch.broadcast_shapes(rho.shape, s.shape)
+    except RuntimeError:
+        raise ValueError(f"rho {tuple(rho.shape)} and noise_var {tuple(s.shape)} do not broadcast") from None
     if not torch.all(torch.isfinite(rho)):
         raise ValueError("rho must be finite, got non-finite values")
     if torch.any(rho.abs() > 1.0):
@@ -684,13 +719,17 @@ def leakage_ratio(rho, noise_var) -> torch.Tensor:
     if not torch.all(torch.isfinite(s)) or torch.any(s <= 0):
         bad = s[~(torch.isfinite(s) & (s > 0))].flatten()[0].item()
         raise ValueError(f"noise_var must be finite and > 0, got {bad:.6g}")
+    if torch.any((s < 1e-150) | (s > 1e150)):  # +-1500 dB: beyond it float64 cannot hold s (2 + s) or 1 / s^2
+        bad = s[(s < 1e-150) | (s > 1e150)].flatten()[0].item()
+        raise ValueError(f"noise_var must lie in [1e-150, 1e150] (a linear noise-to-signal ratio), got {bad:.6g}")
     r2 = rho * rho
     # log((1+s)^2/(s(2+s))) = log1p(1/(s(2+s))) without cancellation at small or large s
     R_h = torch.log1p(1.0 / (s * (2.0 + s)))
     # R_l = log(a^2 / ((1+s) s b)) with a = (1+s)^2 - r2, b = s^2 + 3s + 2 - 2 r2; a^2 - (1+s) s b = (s + 1 - r2)^2
     # exactly, so R_l = log1p((s + c)^2 / (s (1+s) b)), c = 1 - r2: no cancellation at any s
     c = 1.0 - r2
-    R_l = torch.log1p((s + c) ** 2 / (s * (1.0 + s) * (s * (s + 3.0) + 2.0 * c)))
+    # factored as ((s + c)/s) ((s + c)/(1 + s)) / (s (s + 3) + 2c): no s^4 overflow for 1e-150 <= s <= 1e150
+    R_l = torch.log1p(((s + c) / s) * ((s + c) / (1.0 + s)) / (s * (s + 3.0) + 2.0 * c))
     return 1.0 - R_l / R_h
 
 
@@ -1248,10 +1287,11 @@ class MultiUserScenario(Scenario):
         if not isinstance(budget, bool):
             raise ValueError(f"budget must be true or false, got {budget!r}")
         self.spread = check_real("spread", spread, low=0.0, high=0.5)
-        _check_range("overlapping_gap_range", *overlapping_gap_range, min_allowed=0.0)
-        _check_range("separated_gap_range", *separated_gap_range, min_allowed=0.0)
-        _check_range("snr_db_range", *snr_db_range)
-        _check_range("rho_range", *rho_range, min_allowed=-1.0, max_allowed=1.0)
+        _check_range("overlapping_gap_range", overlapping_gap_range, min_allowed=0.0)
+        _check_range("separated_gap_range", separated_gap_range, min_allowed=0.0)
+        # per-UT SNR; above 80 dB the float64 observation covariances (1 + 10^(dB/10) g) lose the unit noise
+        _check_range("snr_db_range", snr_db_range, min_allowed=-50.0, max_allowed=80.0)
+        _check_range("rho_range", rho_range, min_allowed=-1.0, max_allowed=1.0)
         self.p_overlapping = check_real("p_overlapping", p_overlapping, low=0.0, high=1.0)
         self.path_power_spread_db = check_real("path_power_spread_db", path_power_spread_db, low=0.0)
         self.overlap_threshold_db = check_real("overlap_threshold_db", overlap_threshold_db, high=0.0)
@@ -1265,6 +1305,11 @@ class MultiUserScenario(Scenario):
         self.separated_gap_range = tuple(float(a) for a in separated_gap_range)
         self.snr_db_range = tuple(float(a) for a in snr_db_range)
         self.rho_range = tuple(float(a) for a in rho_range)
+        # clusters [c - spread, c + spread] of neighbouring UTs share beams iff their gap is < 2 spread
+        if self.overlapping_gap_range[1] > 2 * self.spread or self.separated_gap_range[0] < 2 * self.spread:
+            raise ValueError(f"overlapping_gap_range {list(self.overlapping_gap_range)} must end at <= 2 spread = "
+                             f"{2 * self.spread:g} and separated_gap_range {list(self.separated_gap_range)} must start "
+                             "at >= it: neighbouring clusters overlap only for gaps below 2 spread")
         span = (self.K - 1) * max(self.separated_gap_range[1], self.overlapping_gap_range[1]) + 2 * self.spread
         if span > 1.9:
             raise ValueError(f"the UTs' clusters need {span:.3g} of sine range > 1.9 available in [-0.95, 0.95]: "
@@ -1381,7 +1426,10 @@ class MultiUserScenario(Scenario):
             if k not in allowed:
                 raise ValueError(f"unknown point field {k!r}; allowed: {', '.join(allowed)}")
         K, Np, s = self.K, self.N_P, self.spread
-        snr = torch.as_tensor(values.get("snr_db", 10.0), dtype=torch.float64).expand(n).clone()
+        snr = torch.as_tensor(values.get("snr_db", 10.0), dtype=torch.float64)
+        if snr.ndim > 1 or (snr.ndim == 1 and snr.shape[0] not in (1, n)):
+            raise ValueError(f"snr_db must be a scalar or [n] = [{n}], got shape {tuple(snr.shape)}")
+        snr = snr.expand(n).clone()
         if not torch.all(torch.isfinite(snr)):
             raise ValueError(f"snr_db must be finite, got {values.get('snr_db')!r}")
         gap = check_real("gap", values.get("gap", 0.24), low=0.0)

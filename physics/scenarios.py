@@ -83,11 +83,22 @@ def check_description(desc: dict[str, Any], scenario_name: str = "scenario") -> 
     return desc
 
 
-def _check_range(name: str, lo: float, hi: float, min_allowed: float | None = None,
-                 max_allowed: float | None = None, max_inclusive: bool = True) -> None:
+def _check_range(name: str, *bounds, min_allowed: float | None = None, max_allowed: float | None = None,
+                 max_inclusive: bool = True) -> None:
+    """A ``[low, high]`` range: ``_check_range(name, rng)`` or ``_check_range(name, lo, hi)``; ValueError naming it
+    unless it is two finite real numbers (numpy scalars too, never bools), low <= high, inside the allowed bounds."""
+    if len(bounds) == 1:
+        rng = bounds[0]
+        if isinstance(rng, str | bytes) or not hasattr(rng, "__len__") or len(rng) != 2:
+            raise ValueError(f"{name} must be a range [low, high] of two numbers, got {rng!r}")
+        bounds = tuple(rng)
+    if len(bounds) != 2:
+        raise ValueError(f"{name} must be a range [low, high] of two numbers, got {list(bounds)!r}")
+    lo, hi = bounds
     for v in (lo, hi):
-        if isinstance(v, bool) or not isinstance(v, int | float):
+        if isinstance(v, bool | np.bool_) or not isinstance(v, int | float | np.integer | np.floating):
             raise ValueError(f"{name} range must be two real numbers, got [{lo!r}, {hi!r}]")
+    lo, hi = float(lo), float(hi)
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"{name} range must be finite, got [{lo}, {hi}]")
     if lo > hi:
@@ -265,10 +276,13 @@ class IRSScenario(Scenario):
         if setting not in self.SETTINGS:
             raise ValueError(f"setting must be one of {self.SETTINGS}, got {setting!r}")
         M, L_H, L_V = (check_positive_int(nm, v) for nm, v in (("M", M), ("L_H", L_H), ("L_V", L_V)))
-        _check_range("area_m", *area_m)
-        _check_range("P_max_dbm_range", *P_max_dbm_range)
-        _check_range("eta_range", *eta_range, min_allowed=0.0, max_allowed=1.0, max_inclusive=False)
-        _check_range("kappa_range", *kappa_range, min_allowed=0.0)
+        _check_range("area_m", area_m)
+        if float(area_m[0]) <= 0:
+            raise ValueError(f"area_m must start at > 0 m (a distance), got {list(area_m)!r}")
+        # 100 dBm = 10 MW: far above any transmitter; beyond it the float64 SNR terms lose the noise
+        _check_range("P_max_dbm_range", P_max_dbm_range, max_allowed=100.0)
+        _check_range("eta_range", eta_range, min_allowed=0.0, max_allowed=1.0, max_inclusive=False)
+        _check_range("kappa_range", kappa_range, min_allowed=0.0)
         check_real("eta", eta, low=0.0, high=1.0, high_inclusive=False)
         check_real("P_b_dbm", P_b_dbm)
         check_real("power_dbm", power_dbm)
@@ -287,6 +301,9 @@ class IRSScenario(Scenario):
         self.power_dbm = float(power_dbm)
         self.eta = float(eta)
         self.carrier_hz = float(carrier_hz)
+        if not isinstance(eve_at_bob_minus_half_wavelength, bool | np.bool_):
+            raise ValueError("eve_at_bob_minus_half_wavelength must be true or false, got "
+                             f"{eve_at_bob_minus_half_wavelength!r}")
         self.eve_at_bob_minus_half_wavelength = bool(eve_at_bob_minus_half_wavelength)
         self.hard_P_max_dbm = float(hard_P_max_dbm)
         self.hard_eta = float(hard_eta)
@@ -319,8 +336,8 @@ class IRSScenario(Scenario):
         return lo + (hi - lo) * torch.rand(n, generator=generator, dtype=torch.float64)
 
     def sample(self, n: int, generator: torch.Generator) -> Batch:
-        if int(n) < 0:
-            raise ValueError(f"number of draws must be >= 0, got {n}")
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+            raise ValueError(f"number of draws n must be an integer >= 0, got {n!r}")
         lo, hi = self.area_m
         bob = torch.stack([self._uniform(n, lo, hi, generator), self._uniform(n, lo, hi, generator),
                            torch.zeros(n, dtype=torch.float64)], -1)

@@ -500,6 +500,20 @@ def test_bad_input_names_the_value():
         mu.random_semi_unitary((3,), 2, 4, torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="sum_rate_bits must be finite and >= 0.*-1.0"):
         mu.unit_skr(torch.tensor([3.0, -1.0]), 10)
+    with pytest.raises(ValueError, match=r"rho must be real \(pass \|rho\| for complex channels\)"):
+        mu.leakage_ratio(torch.tensor(0.9j), 1.0)
+    with pytest.raises(ValueError, match="rho must be a real number or a real tensor, got '0.5'"):
+        mu.leakage_ratio("0.5", 1.0)
+    with pytest.raises(ValueError, match=r"rho \(2,\) and noise_var \(3,\) do not broadcast"):
+        mu.leakage_ratio([0.1, 0.2], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match=r"noise_var must lie in \[1e-150, 1e150\].*1e\+160"):
+        mu.leakage_ratio(0.5, 1e160)
+    with pytest.raises(ValueError, match="spacing_wavelengths must be finite"):
+        mu.ula_response(4, 0.5, spacing_wavelengths=float("nan"))
+    with pytest.raises(ValueError, match="alpha must be finite"):
+        mu.geometric_channel(torch.full((3,), float("nan")), aoa[0], aod[0], 2, 8)
+    with pytest.raises(ValueError, match=r"sin_aoa and sin_aod must have the same shape.*\(2, 3\) and \(2, 2\)"):
+        mu.beam_vectors(aoa, aod[:, :2], 2, 8)
 
 
 def test_designs_with_more_than_unit_pilot_power_are_refused():
@@ -517,6 +531,12 @@ def test_designs_with_more_than_unit_pilot_power_are_refused():
         sc.rates(b, 2 * P, C)
     with pytest.raises(ValueError, match="C carries more than unit pilot power"):
         sc.rates(b, P, 3 * C, "leakage_exact")
+    P0 = P.clone()
+    P0[:, 1] = 0  # a UT with no pilot power: (30) is undefined (singular covariances), not a crash
+    with pytest.raises(ValueError, match="P must have full column rank for every UT"):
+        sc.rates(b, P0, C)
+    with pytest.raises(ValueError, match="C must have full column rank"):
+        mu.skr_pilot_reuse(P[0], 0 * C[0], torch.eye(32, dtype=torch.complex128).expand(2, 32, 32))
     F = torch.fft.fft(torch.eye(16, dtype=torch.complex128))[:, :2]  # unnormalised DFT columns, |f|^2 = 16
     with pytest.raises(ValueError, match="P carries more than unit pilot power.*is 16"):
         sc.rates(b, F.expand(3, 2, 16, 2), C)

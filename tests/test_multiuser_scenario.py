@@ -114,11 +114,21 @@ def test_point_and_bad_constructor_values():
         (dict(refine_lr=0.0), "refine_lr must be finite and lie in (0.0, inf), got 0.0"),
         (dict(refine_lr=float("nan")), "refine_lr must be finite"),
         (dict(refine_lr="fast"), "refine_lr must be a real number, got 'fast'"),
+        (dict(rho_range=(0.1, 0.2, 0.3)), "rho_range must be a range [low, high] of two numbers, got (0.1, 0.2, 0.3)"),
+        (dict(rho_range=0.5), "rho_range must be a range [low, high] of two numbers, got 0.5"),
+        (dict(snr_db_range=(150.0, 170.0)), "snr_db_range range must end at <= 80.0, got 170.0"),
+        (dict(overlapping_gap_range=(0.3, 0.4), separated_gap_range=(0.0, 0.01)),
+         "overlapping_gap_range [0.3, 0.4] must end at <= 2 spread = 0.1"),
     ]
     for kw, msg in bad:
         with pytest.raises(ValueError) as err:
             MultiUserScenario(**kw)
         assert msg in str(err.value), (kw, str(err.value))
+    with pytest.raises(ValueError, match=r"snr_db must be a scalar or \[n\] = \[2\], got shape \(3,\)"):
+        sc.point(2, snr_db=torch.zeros(3))
+    import numpy as np
+
+    assert MultiUserScenario(rho_range=(np.float32(0.8), np.float64(1.0))).rho_range == (0.800000011920929, 1.0)
     with pytest.raises(ValueError, match="power_db must be finite"):
         b = sc.point(1)
         b["power_db"][0, 0, 0] = float("inf")

@@ -212,6 +212,9 @@ print(json.dumps({{"dP": (P - ref["P"]).abs().max().item(), "dth": (theta - ref[
         ("--model.init_args.scenario.init_args.P_max_dbm_range=[30, 10]", "P_max_dbm_range range is inverted"),
         ("--data.init_args.train_draws_per_epoch=-5", "train_draws_per_epoch must be an integer >= 1"),
         ("--model.init_args.scenario.init_args.eta_range=[0, 1.0]", "eta_range range must end at < 1.0"),
+        ("--model.init_args.scenario.init_args.P_max_dbm_range=[3000, 4000]",
+         "P_max_dbm_range range must end at <= 100.0, got 4000.0"),
+        ("--model.init_args.scenario.init_args.area_m=[0, 0]", "area_m must start at > 0 m"),
     ],
 )
 def test_bad_values_fail_before_training(cli_env, tmp_path, capsys, override, message):
@@ -342,3 +345,13 @@ def test_onnx_export_matches_the_net(tmp_path):
     assert P.shape == (9, 3, 3, 2) and theta.shape == (9, 4, 2)
     assert torch.allclose(torch.from_numpy(P), ref["P"], rtol=1e-5, atol=1e-6)
     assert torch.allclose(torch.from_numpy(theta), ref["theta"], rtol=1e-5, atol=1e-6)
+
+
+def test_irs_scenario_refuses_truthy_strings_and_fractional_draw_counts():
+    """``bool("no")`` is True: a string flag would silently switch Eve's position; 2.5 draws is not a count."""
+    from physics.scenarios import IRSScenario
+
+    with pytest.raises(ValueError, match="eve_at_bob_minus_half_wavelength must be true or false, got 'no'"):
+        IRSScenario("case2", eve_at_bob_minus_half_wavelength="no")
+    with pytest.raises(ValueError, match="number of draws n must be an integer >= 0, got 2.5"):
+        IRSScenario("case1").sample(2.5, torch.Generator().manual_seed(0))

@@ -28,6 +28,7 @@ numpy only.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,6 +62,24 @@ class MCVEstimate:
     h_bit: float
 
 
+def _as_symbols(values, name: str) -> np.ndarray:
+    """A 1-D array of finite integer symbols (integer, bool or whole-valued float dtype) as ``int64``."""
+    try:
+        arr = np.asarray(values)
+    except Exception as exc:  # ragged lists and other objects numpy cannot turn into an array
+        raise ValueError(f"{name} must be a 1-D array of integer symbols, got {type(values).__name__}") from exc
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of integer symbols, got shape {arr.shape}")
+    if arr.dtype == np.bool_ or np.issubdtype(arr.dtype, np.integer):
+        return arr.astype(np.int64)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"{name} must hold integer symbols, got dtype {arr.dtype}")
+    bad = ~np.isfinite(arr) | (arr != np.round(arr))
+    if np.any(bad):
+        raise ValueError(f"{name} must hold finite integer symbols, found {arr[bad].flat[0].item()!r}")
+    return arr.astype(np.int64)
+
+
 def bits_to_symbols(bits, width: int) -> np.ndarray:
     """Cut a 0/1 stream into ``width``-bit symbols (MSB first); the tail shorter than ``width`` is dropped."""
     b = np.asarray(bits).reshape(-1)
@@ -79,10 +98,17 @@ def mcv_min_entropy(symbols, width: int = 1) -> MCVEstimate:
     """Most-common-value min-entropy estimate, NIST SP 800-90B Sec. 6.3.1.
 
     Args:
-        symbols: 1-D integer symbols (e.g. :func:`bits_to_symbols`), at least 2.
-        width: bits per symbol (only used for the per-bit value).
+        symbols: 1-D integer symbols in ``0 .. 2^width - 1`` (e.g. :func:`bits_to_symbols`), at least 2.
+        width: bits per symbol, an integer ``>= 1`` (sets the symbol range and the per-bit value).
     """
-    s = np.asarray(symbols).reshape(-1)
+    if isinstance(width, (bool, np.bool_)) or not isinstance(width, numbers.Integral) or width < 1:
+        raise ValueError(f"width = {width!r} is not allowed; it must be an integer >= 1 (bits per symbol)")
+    s = _as_symbols(symbols, "symbols")
+    top = 2 ** int(width) - 1 if width < 63 else np.iinfo(np.int64).max  # int64 symbols cannot exceed 2^63 - 1
+    out = (s < 0) | (s > top)
+    if np.any(out):
+        raise ValueError(f"symbols holds {int(s[out][0])}, outside the range 0 .. 2^width - 1 = {2 ** int(width) - 1} "
+                         f"for width = {int(width)}")
     if s.size < 2:
         raise ValueError(f"MCV needs at least 2 symbols, got {s.size}")
     _, counts = np.unique(s, return_counts=True)
@@ -100,9 +126,17 @@ def plugin_mutual_information(x, y, *, batches: int = 10) -> tuple[float, float]
     tenths of the data divided by sqrt(batches)). The plug-in estimator is biased upwards by about
     ``(|X| - 1)(|Y| - 1) / (2 N ln 2)`` bits (Miller 1955), which this does not remove (a conservative
     direction when the value is used as Eve's information).
+
+    Args:
+        x, y: paired 1-D arrays of finite integer symbols, the same length, at least ``2 * batches``.
+        batches: number of batches for the standard error, an integer ``>= 2``.
     """
-    a = np.asarray(x).reshape(-1)
-    b = np.asarray(y).reshape(-1)
+    if isinstance(batches, (bool, np.bool_)) or not isinstance(batches, numbers.Integral) or batches < 2:
+        raise ValueError(f"batches = {batches!r} is not allowed; it must be an integer >= 2 (the standard error "
+                         "needs the spread of at least two batch estimates)")
+    batches = int(batches)
+    a = _as_symbols(x, "x")
+    b = _as_symbols(y, "y")
     if a.shape != b.shape or a.size < 2 * batches:
         raise ValueError(f"x and y must be paired 1-D symbol arrays of >= {2 * batches} entries, "
                          f"got {a.shape}, {b.shape}")

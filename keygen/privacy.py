@@ -190,6 +190,10 @@ def privacy_amplify(bits, *, entropy_bits: float, disclosed_bits: float, eps: fl
             same output length is used, but its security rests on SHAKE-256, not on the lemma).
         channel: optional :class:`keygen.reconcile.PublicChannel` on which the seed is announced.
     """
+    from .reconcile import PublicChannel  # here, not at the top: keygen.reconcile imports this module
+
+    if channel is not None and not isinstance(channel, PublicChannel):
+        raise ValueError(f"channel = {channel!r} is not allowed; it must be a keygen.reconcile.PublicChannel or None")
     x = as_bits(bits)
     if x.size == 0:
         raise ValueError("bits is empty; privacy amplification needs a reconciled string of n >= 1 bits")
@@ -215,18 +219,22 @@ def privacy_amplify(bits, *, entropy_bits: float, disclosed_bits: float, eps: fl
     raise ValueError(f"method = {method!r} is not allowed; use 'toeplitz' or 'shake256'")
 
 
-def shake_extract(bits, out_len: int, *, context: bytes = b"phykey-pa") -> np.ndarray:
+def shake_extract(bits, out_len: int, *, context: bytes | str = b"phykey-pa") -> np.ndarray:
     """SHAKE-256 (FIPS 202) of the packed bits, truncated to ``out_len`` bits: a *computational* extractor.
 
     Labelled alternative to Toeplitz hashing: its output is indistinguishable from uniform only under
     the assumption that SHAKE-256 behaves as a random oracle; the leftover hash lemma does not cover it.
     The bit length and a context string are hashed in front so strings of different length never collide
-    trivially.
+    trivially. ``context`` is ``bytes`` (or ``bytearray``); a ``str`` is encoded as UTF-8 first.
     """
+    if isinstance(context, str):
+        context = context.encode("utf-8")
+    elif not isinstance(context, (bytes, bytearray)):
+        raise ValueError(f"context = {context!r} is not allowed; it must be bytes or a str (encoded as UTF-8)")
     x = as_bits(bits)
     out_len = _check_length(out_len, "out_len")
     h = hashlib.shake_256()
-    h.update(context + b"|" + str(x.size).encode() + b"|")
+    h.update(bytes(context) + b"|" + str(x.size).encode() + b"|")
     h.update(np.packbits(x).tobytes())
     digest = np.frombuffer(h.digest((out_len + 7) // 8), dtype=np.uint8)
     return np.unpackbits(digest)[:out_len].astype(np.uint8)

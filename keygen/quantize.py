@@ -270,6 +270,30 @@ def _check_guard(guard) -> float:
     return float(guard)
 
 
+def _check_stat(value, name: str, *, positive: bool) -> np.ndarray:
+    """A model mean or std: a finite real scalar or 1-D array (``> 0`` everywhere if ``positive``).
+
+    Returns it as float64 (0-d or 1-d); broadcasting to the ``D`` columns is left to the caller.
+    """
+    allowed = "a finite real number > 0" if positive else "a finite real number"
+    allowed += " (or a 1-D array of them, one per column)"
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        raise ValueError(f"{name} = {value!r} is not allowed; it must be {allowed}")
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and other objects numpy cannot turn into an array
+        raise ValueError(f"{name} = {value!r} is not allowed; it must be {allowed}") from exc
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"{name} = {value!r} (dtype {arr.dtype}) is not allowed; it must be {allowed}")
+    if arr.ndim > 1 or arr.size == 0:
+        raise ValueError(f"{name} has shape {arr.shape}; it must be {allowed}")
+    arr = arr.astype(np.float64)
+    bad = ~np.isfinite(arr) | (arr <= 0) if positive else ~np.isfinite(arr)
+    if np.any(bad):
+        raise ValueError(f"{name} holds {arr[bad].flat[0].item()!r}; it must be {allowed}")
+    return arr
+
+
 def equiprobable_edges(levels: int = 4, guard: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
     """Standard-normal edges of the equiprobable quantiser with guard bands: ``(lower, upper)``, ``[K-1]``.
 
@@ -316,10 +340,14 @@ def equiprobable_indices(x, levels: int = 4, guard: float = 0.1, *, mean=0.0, st
     xf = arr.astype(np.float64)
     if not np.all(np.isfinite(xf)):
         raise ValueError("x has non-finite values (nan or inf)")
-    mu = np.broadcast_to(np.asarray(mean, dtype=np.float64), (xf.shape[1],))
-    sd = np.broadcast_to(np.asarray(std, dtype=np.float64), (xf.shape[1],))
-    if not np.all(np.isfinite(sd)) or np.any(sd <= 0):
-        raise ValueError(f"std must be finite and > 0, got {np.asarray(std)!r}")
+    D = xf.shape[1]
+    mu = _check_stat(mean, "mean", positive=False)
+    sd = _check_stat(std, "std", positive=True)
+    for name, arr in (("mean", mu), ("std", sd)):
+        if arr.ndim == 1 and arr.size not in (1, D):
+            raise ValueError(f"{name} has {arr.size} entries; x has D = {D} columns, so give a scalar or {D} values")
+    mu = np.broadcast_to(mu, (D,))
+    sd = np.broadcast_to(sd, (D,))
     lower, upper = equiprobable_edges(levels, guard)
     z = (xf - mu) / sd
     idx = np.sum(z[:, :, None] >= upper[None, None, :], axis=2)
@@ -378,6 +406,13 @@ def quantise_pair(x_alice, x_bob, method: str = "equiprobable", levels: int = 4,
     K = check_levels(levels)
     params: dict[str, Any] = {"levels": K, "code": code}
     if method == "equiprobable":
+        # check the model statistics here, so a bad one is named as given (mean_bob, not mean)
+        _check_stat(mean, "mean", positive=False)
+        _check_stat(std, "std", positive=True)
+        if mean_bob is not None:
+            _check_stat(mean_bob, "mean_bob", positive=False)
+        if std_bob is not None:
+            _check_stat(std_bob, "std_bob", positive=True)
         params.update(guard=_check_guard(guard), mean=mean, std=std)
         pb = dict(params, mean=mean if mean_bob is None else mean_bob, std=std if std_bob is None else std_bob)
     elif method == "gdqg":
@@ -403,6 +438,14 @@ def quantise_eve(x_eve, transcript: QuantiserTranscript, mean=None, std=None) ->
     Returns:
         ``n`` 1-D uint8 arrays, the same lengths as Alice's initial keys.
     """
+    if not isinstance(transcript, QuantiserTranscript):
+        raise ValueError(
+            f"transcript must be a QuantiserTranscript (from quantise_pair), got {type(transcript).__name__}"
+        )
+    if mean is not None:
+        _check_stat(mean, "mean", positive=False)
+    if std is not None:
+        _check_stat(std, "std", positive=True)
     params = dict(transcript.extra.get("bob_params", transcript.params))
     if mean is not None:
         params["mean"] = mean

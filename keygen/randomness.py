@@ -107,6 +107,9 @@ class NistResult:
 
 def bits_from_string(s: str) -> np.ndarray:
     """``"0110 1011"`` -> ``array([0, 1, 1, 0, 1, 0, 1, 1], dtype=uint8)`` (whitespace ignored)."""
+    if not isinstance(s, str):
+        raise ValueError(f"bits_from_string: s must be a str of '0' and '1' characters, got {type(s).__name__} "
+                         f"{s!r}")
     cleaned = "".join(s.split())
     bad = set(cleaned) - {"0", "1"}
     if bad:

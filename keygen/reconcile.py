@@ -57,11 +57,45 @@ __all__ = [
 
 
 def binary_entropy(p) -> np.ndarray | float:
-    """``h(p) = -p log2 p - (1-p) log2(1-p)`` with ``h(0) = h(1) = 0``; scalar or array."""
-    q = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
+    """``h(p) = -p log2 p - (1-p) log2(1-p)`` with ``h(0) = h(1) = 0``; scalar or array.
+
+    ``p`` must be a probability: a real number (or array of them) in ``[0, 1]``; NaN and values outside
+    the interval raise ``ValueError``.
+    """
+    try:
+        arr = np.asarray(p)
+    except Exception as exc:  # ragged lists and other objects numpy cannot turn into an array
+        raise ValueError(f"p = {p!r} is not allowed; binary_entropy needs probabilities in [0, 1]") from exc
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_) or np.iscomplexobj(arr):
+        raise ValueError(f"p = {p!r} (dtype {arr.dtype}) is not allowed; binary_entropy needs real "
+                         "probabilities in [0, 1]")
+    q = arr.astype(np.float64)
+    bad = ~((q >= 0.0) & (q <= 1.0))  # NaN fails both comparisons
+    if np.any(bad):
+        raise ValueError(f"p = {q[bad].flat[0].item()!r} is not allowed; binary_entropy needs probabilities in [0, 1]")
     with np.errstate(divide="ignore", invalid="ignore"):
         h = -np.where(q > 0, q * np.log2(q), 0.0) - np.where(q < 1, (1 - q) * np.log2(1 - q), 0.0)
     return float(h) if np.ndim(h) == 0 else h
+
+
+def _check_count(nbits, kind) -> None:
+    # a negative count would lower the disclosed total and so lengthen the privacy-amplified key
+    if isinstance(nbits, (bool, np.bool_)) or not isinstance(nbits, numbers.Integral) or nbits < 0:
+        raise ValueError(f"nbits = {nbits!r} (message {kind!r}) is not allowed; it must be an integer >= 0")
+
+
+def _check_seed(seed, name: str, *, generator: bool = False) -> None:
+    """Seeds are integers ``>= 0`` (bool refused); ``generator=True`` also allows a numpy Generator."""
+    if generator and isinstance(seed, np.random.Generator):
+        return
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
+        also = " or a numpy Generator" if generator else ""
+        raise ValueError(f"{name} = {seed!r} is not allowed; it must be an integer >= 0{also}")
+
+
+def _check_channel(channel) -> None:
+    if channel is not None and not isinstance(channel, PublicChannel):
+        raise ValueError(f"channel = {channel!r} is not allowed; it must be a PublicChannel or None (a fresh one)")
 
 
 @dataclass
@@ -82,13 +116,15 @@ class PublicChannel:
     log: list[tuple[str, int, bool]] = field(default_factory=list)
 
     def disclose(self, kind: str, nbits: int, *, new_round: bool = True) -> None:
-        """Record ``nbits`` key-dependent bits sent in the clear."""
+        """Record ``nbits`` key-dependent bits sent in the clear (an integer ``>= 0``)."""
+        _check_count(nbits, kind)
         self.disclosed_bits += int(nbits)
         self.rounds += int(new_round)
         self.log.append((kind, int(nbits), True))
 
     def announce(self, kind: str, nbits: int, *, new_round: bool = True) -> None:
-        """Record ``nbits`` key-independent public bits (seeds, positions)."""
+        """Record ``nbits`` key-independent public bits (seeds, positions); an integer ``>= 0``."""
+        _check_count(nbits, kind)
         self.public_bits += int(nbits)
         self.rounds += int(new_round)
         self.log.append((kind, int(nbits), False))
@@ -207,8 +243,10 @@ class Cascade:
     def __init__(self, passes: int = 4, k1_factor: float = 0.73, verify_bits: int = 64, max_error_rate: float = 0.15):
         if isinstance(passes, bool) or not isinstance(passes, numbers.Integral) or passes < 1:
             raise ValueError(f"passes = {passes!r} is not allowed; it must be an integer >= 1 (original: 4)")
-        if not (isinstance(k1_factor, numbers.Real) and k1_factor > 0):
-            raise ValueError(f"k1_factor = {k1_factor!r} is not allowed; it must be > 0 (original: 0.73)")
+        if (isinstance(k1_factor, bool) or not isinstance(k1_factor, numbers.Real) or not math.isfinite(k1_factor)
+                or k1_factor <= 0):
+            raise ValueError(f"k1_factor = {k1_factor!r} is not allowed; it must be a finite number > 0 "
+                             "(original: 0.73)")
         if isinstance(verify_bits, bool) or not isinstance(verify_bits, numbers.Integral) or verify_bits < 0:
             raise ValueError(f"verify_bits = {verify_bits!r} is not allowed; it must be an integer >= 0")
         if not (isinstance(max_error_rate, numbers.Real) and 0 < max_error_rate < 0.5):
@@ -291,11 +329,13 @@ class Cascade:
             alice, bob: ``[n]`` 0/1 strings (Alice's is the reference).
             channel: public channel on which disclosed bits and rounds are counted (a fresh one if ``None``).
             error_rate: Alice's and Bob's estimate of the disagreement rate (sets the block sizes).
-            seed: int or numpy Generator for the public permutations and the verification seed.
+            seed: integer >= 0 or numpy Generator for the public permutations and the verification seed.
         """
         t0 = time.perf_counter()
         a, b0 = _check_pair(alice, bob)
         e_est = _check_rate(error_rate, self.max_error_rate, "Cascade")
+        _check_channel(channel)
+        _check_seed(seed, "seed", generator=True)
         channel = PublicChannel() if channel is None else channel
         d0, r0 = channel.disclosed_bits, channel.rounds
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -352,7 +392,6 @@ class Cascade:
 # ---------------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=32)
 def regular_parity_check_matrix(n: int, m: int, column_weight: int = 3, seed: int = 0) -> sp.csr_matrix:
     """Random ``m x n`` binary parity-check matrix with exactly ``column_weight`` ones per column.
 
@@ -368,6 +407,13 @@ def regular_parity_check_matrix(n: int, m: int, column_weight: int = 3, seed: in
         raise ValueError(f"need integers n >= 2 and m >= 1, got n = {n!r}, m = {m!r}")
     if not (isinstance(column_weight, numbers.Integral) and 1 <= column_weight <= m):
         raise ValueError(f"column_weight = {column_weight!r} is not allowed; it must be an integer in [1, m = {m}]")
+    _check_seed(seed, "seed")
+    return _parity_check_matrix(int(n), int(m), int(column_weight), int(seed))
+
+
+@lru_cache(maxsize=32)
+def _parity_check_matrix(n: int, m: int, column_weight: int, seed: int) -> sp.csr_matrix:
+    """The cached construction behind :func:`regular_parity_check_matrix` (arguments already checked)."""
     rng = np.random.default_rng(seed)
     deg = np.zeros(m, dtype=np.int64)
     rows = np.empty((n, column_weight), dtype=np.int64)
@@ -405,8 +451,15 @@ class LDPCSyndrome:
     def __init__(self, f_design: float = 2.5, column_weight: int = 3, min_error_rate: float = 0.005,
                  verify_bits: int = 64, max_iter: int = 100, osd_order: int = 0, osd_method: str | None = None,
                  bp_method: str = "product_sum", code_seed: int = 0):
-        if not (isinstance(f_design, numbers.Real) and f_design >= 1.0):
-            raise ValueError(f"f_design = {f_design!r} is not allowed; it must be >= 1 (the Shannon limit)")
+        if (isinstance(f_design, bool) or not isinstance(f_design, numbers.Real) or not math.isfinite(f_design)
+                or f_design < 1.0):
+            raise ValueError(f"f_design = {f_design!r} is not allowed; it must be a finite number >= 1 "
+                             "(the Shannon limit)")
+        for name, value, low in (("column_weight", column_weight, 1), ("max_iter", max_iter, 1),
+                                 ("osd_order", osd_order, 0)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+                raise ValueError(f"{name} = {value!r} is not allowed; it must be an integer >= {low}")
+        _check_seed(code_seed, "code_seed")
         if isinstance(verify_bits, bool) or not isinstance(verify_bits, numbers.Integral) or verify_bits < 0:
             raise ValueError(f"verify_bits = {verify_bits!r} is not allowed; it must be an integer >= 0")
         if not (isinstance(min_error_rate, numbers.Real) and 0 < min_error_rate < 0.5):
@@ -458,6 +511,8 @@ class LDPCSyndrome:
         n = a.size
         e_est = _check_rate(error_rate, self.max_error_rate(n), f"LDPC syndrome reconciliation (n = {n}, "
                             f"f_design = {self.f_design})")
+        _check_channel(channel)
+        _check_seed(seed, "seed", generator=True)
         channel = PublicChannel() if channel is None else channel
         d0, r0 = channel.disclosed_bits, channel.rounds
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -468,8 +523,8 @@ class LDPCSyndrome:
         s_b = (H @ b0.astype(np.int64)) % 2
         err = self._decoder(H, e_est).decode(((s_a ^ s_b) & 1).astype(np.uint8))
         b = b0 ^ np.asarray(err, dtype=np.uint8)
-        transcript = {"method": self.name, "m": m, "syndrome": s_a.astype(np.uint8), "error_rate_estimate": e_est,
-                      "code_seed": self.code_seed}
+        transcript = {"method": self.name, "n": n, "m": m, "syndrome": s_a.astype(np.uint8),
+                      "error_rate_estimate": e_est, "code_seed": self.code_seed}
         verified = _verify(a, b, channel, rng, self.verify_bits, transcript)
         residual = int(np.count_nonzero(a != b))
         disclosed = channel.disclosed_bits - d0
@@ -481,6 +536,11 @@ class LDPCSyndrome:
     def replay(self, eve, transcript: dict[str, Any]) -> np.ndarray:
         """Eve decodes with Alice's public syndrome against her own string; ``[n]`` uint8."""
         x = as_bits(eve, "eve")
+        n = transcript.get("n")
+        if n is None:
+            raise ValueError("transcript has no frame length 'n'; pass the transcript of LDPCSyndrome.reconcile")
+        if x.size != n:
+            raise ValueError(f"eve has {x.size} bits but the transcript is for n = {n}")
         H = regular_parity_check_matrix(x.size, int(transcript["m"]), self.column_weight, int(transcript["code_seed"]))
         s = ((H @ x.astype(np.int64)) % 2).astype(np.uint8) ^ transcript["syndrome"]
         err = self._decoder(H, float(transcript["error_rate_estimate"])).decode(s.astype(np.uint8))

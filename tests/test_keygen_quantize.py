@@ -343,3 +343,56 @@ def test_equiprobable_bad_input():
         quantise_pair(x, x, "lloyd", 4)
     with pytest.raises(ValueError, match="must match"):
         quantise_pair(np.zeros((3, 2)), np.zeros((4, 2)), "equiprobable", 4)
+
+
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        (dict(mean=float("nan")), r"mean holds nan"),
+        (dict(mean=float("inf")), r"mean holds inf"),
+        (dict(mean=1j), r"mean = 1j .*finite real number"),
+        (dict(mean="0"), r"mean = '0' is not allowed"),
+        (dict(mean=True), r"mean = True is not allowed"),
+        (dict(mean=np.zeros((2, 2))), r"mean has shape \(2, 2\)"),
+        (dict(mean=np.zeros(3)), r"mean has 3 entries; x has D = 2"),
+        (dict(std="1"), r"std = '1' is not allowed; it must be a finite real number > 0"),
+        (dict(std=float("nan")), r"std holds nan"),
+        (dict(std=[1.0, -1.0]), r"std holds -1.0"),
+    ],
+)
+def test_equiprobable_model_statistics_checked(kwargs, pattern):
+    from keygen.quantize import equiprobable_indices
+
+    x = np.random.default_rng(0).normal(size=(5, 2))
+    with pytest.raises(ValueError, match=pattern):
+        equiprobable_indices(x, 4, 0.1, **kwargs)
+
+
+def test_equiprobable_array_statistics_still_work():
+    from keygen.quantize import equiprobable_indices
+
+    x = np.random.default_rng(1).normal(size=(50, 3))
+    ref = equiprobable_indices(x, 4, 0.1)
+    assert np.array_equal(equiprobable_indices(x, 4, 0.1, mean=[0, 0, 0], std=np.ones(3)), ref)
+    assert np.array_equal(equiprobable_indices(x, 4, 0.1, mean=np.array([0.0]), std=1), ref)
+
+
+def test_quantise_pair_and_eve_check_model_statistics():
+    from keygen.quantize import quantise_eve, quantise_pair
+
+    x = np.random.default_rng(2).normal(size=(5, 4))
+    with pytest.raises(ValueError, match=r"mean_bob holds nan"):
+        quantise_pair(x, x, mean_bob=float("nan"))
+    with pytest.raises(ValueError, match=r"std_bob = '1' is not allowed"):
+        quantise_pair(x, x, std_bob="1")
+    with pytest.raises(ValueError, match=r"mean holds inf"):
+        quantise_pair(x, x, mean=float("inf"))
+    with pytest.raises(ValueError, match=r"std holds 0.0"):
+        quantise_pair(x, x, std=0.0)
+    _, _, tr = quantise_pair(x, x)
+    with pytest.raises(ValueError, match=r"mean holds nan"):
+        quantise_eve(x, tr, mean=float("nan"))
+    with pytest.raises(ValueError, match=r"std = '2' is not allowed"):
+        quantise_eve(x, tr, std="2")
+    with pytest.raises(ValueError, match=r"transcript must be a QuantiserTranscript"):
+        quantise_eve(x, {"kept": None})

@@ -145,3 +145,80 @@ def test_plugin_mutual_information():
     assert mi == pytest.approx(1 - 0.469, abs=0.01) and se < 0.01
     mi0, _ = plugin_mutual_information(x, rng.integers(0, 2, x.size))
     assert mi0 < 1e-3
+
+
+def test_shake_context_str_is_utf8_and_other_types_refused():
+    x = np.random.default_rng(6).integers(0, 2, 200, dtype=np.uint8)
+    assert np.array_equal(shake_extract(x, 64, context="abc"), shake_extract(x, 64, context=b"abc"))
+    assert np.array_equal(shake_extract(x, 64, context="é"), shake_extract(x, 64, context="é".encode()))
+    assert np.array_equal(shake_extract(x, 64, context=bytearray(b"phykey-pa")), shake_extract(x, 64))
+    with pytest.raises(ValueError, match=r"context = 5 is not allowed; it must be bytes or a str"):
+        shake_extract(x, 64, context=5)
+
+
+def test_privacy_amplify_channel_checked():
+    x = np.random.default_rng(7).integers(0, 2, 200, dtype=np.uint8)
+    with pytest.raises(ValueError, match=r"channel = 5 is not allowed; it must be a keygen.reconcile.PublicChannel"):
+        privacy_amplify(x, entropy_bits=180, disclosed_bits=0, eps=0.01, rng=np.random.default_rng(0), channel=5)
+
+
+@pytest.mark.parametrize(
+    "width, pattern",
+    [
+        (0, r"width = 0 is not allowed; it must be an integer >= 1"),
+        (-1, r"width = -1 is not allowed"),
+        (2.5, r"width = 2.5 is not allowed"),
+        (True, r"width = True is not allowed"),
+        ("8", r"width = '8' is not allowed"),
+    ],
+)
+def test_mcv_width_checked(width, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        mcv_min_entropy(np.array([0, 1, 1, 0]), width)
+
+
+@pytest.mark.parametrize(
+    "symbols, width, pattern",
+    [
+        (np.array([0.0, np.nan, 1.0]), 1, r"symbols must hold finite integer symbols, found nan"),
+        (np.array([0.0, 0.5, 1.0]), 1, r"symbols must hold finite integer symbols, found 0.5"),
+        (np.array([0, 5, 1]), 1, r"symbols holds 5, outside the range 0 .. 2\^width - 1 = 1 for width = 1"),
+        (np.array([0, -1, 3]), 2, r"symbols holds -1, outside the range 0 .. 2\^width - 1 = 3 for width = 2"),
+        (np.zeros((2, 3), int), 1, r"symbols must be a 1-D array of integer symbols, got shape \(2, 3\)"),
+        (np.array(["a", "b"]), 1, r"symbols must hold integer symbols, got dtype <U1"),
+    ],
+)
+def test_mcv_symbols_checked(symbols, width, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        mcv_min_entropy(symbols, width)
+
+
+def test_mcv_accepts_whole_floats_bools_and_wide_symbols():
+    s = np.array([0] * 60 + [1] * 40)
+    ref = mcv_min_entropy(s)
+    assert mcv_min_entropy(s.astype(float)) == ref == mcv_min_entropy(s.astype(bool))
+    assert mcv_min_entropy(np.array([2**62, 0, 0]), 63).p_hat == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("batches", [0, 1, 2.5, True, "10"])
+def test_plugin_mi_batches_checked(batches):
+    x = np.arange(40) % 2
+    with pytest.raises(ValueError, match=rf"batches = {batches!r} is not allowed; it must be an integer >= 2"):
+        plugin_mutual_information(x, x, batches=batches)
+
+
+def test_plugin_mi_symbols_checked():
+    x = np.arange(40) % 2
+    with pytest.raises(ValueError, match=r"x must be a 1-D array of integer symbols, got shape \(4, 10\)"):
+        plugin_mutual_information(x.reshape(4, 10), x)
+    with pytest.raises(ValueError, match=r"y must be a 1-D array of integer symbols, got shape \(4, 10\)"):
+        plugin_mutual_information(x, x.reshape(4, 10))
+    with pytest.raises(ValueError, match=r"x must hold finite integer symbols, found nan"):
+        plugin_mutual_information(np.full(40, np.nan), x)
+    with pytest.raises(ValueError, match=r"y must hold finite integer symbols, found 0.5"):
+        plugin_mutual_information(x, x * 0.5)
+    with pytest.raises(ValueError, match=r"paired 1-D symbol arrays of >= 20 entries, got \(40,\), \(39,\)"):
+        plugin_mutual_information(x, x[:-1])
+    mi, se = plugin_mutual_information(x, x, batches=2)
+    assert mi == pytest.approx(1.0) and se == pytest.approx(0.0)
+    assert plugin_mutual_information(x.astype(float), x) == plugin_mutual_information(x, x)

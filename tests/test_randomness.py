@@ -477,3 +477,9 @@ def test_longest_run_of_ones_against_sp800_22_example():
     # nine ratios; fair coin flips pass each test in about 1 - alpha of the 256-bit keys
     ratios = nist_pass_ratios_003(np.random.default_rng(0).integers(0, 2, (2000, 256)))
     assert len(ratios) == 9 and all(v > 0.97 for v in ratios.values())
+
+
+@pytest.mark.parametrize("value", [101, b"0101", None, ["0", "1"]])
+def test_bits_from_string_refuses_non_strings(value):
+    with pytest.raises(ValueError, match=r"bits_from_string: s must be a str of '0' and '1' characters, got"):
+        bits_from_string(value)

@@ -154,3 +154,110 @@ def test_binary_entropy():
     assert binary_entropy(0.0) == 0.0 and binary_entropy(1.0) == 0.0
     assert binary_entropy(0.5) == pytest.approx(1.0)
     assert binary_entropy(0.11) == pytest.approx(0.4999, abs=1e-3)
+
+
+@pytest.mark.parametrize("p", [float("nan"), 1.5, -0.2, [0.1, 2.0]])
+def test_binary_entropy_refuses_non_probabilities(p):
+    with pytest.raises(ValueError, match=r"p = .* is not allowed; binary_entropy needs probabilities in \[0, 1\]"):
+        binary_entropy(p)
+
+
+def test_binary_entropy_refuses_non_numbers():
+    with pytest.raises(ValueError, match=r"p = 'a' .*real probabilities"):
+        binary_entropy("a")
+    with pytest.raises(ValueError, match=r"p = 0.5j .*real probabilities"):
+        binary_entropy(0.5j)
+
+
+def test_binary_entropy_arrays_and_ends():
+    assert binary_entropy(0) == 0.0 and binary_entropy(1) == 0.0
+    h = binary_entropy(np.array([0.0, 0.11, 0.5, 1.0]))
+    assert h.shape == (4,) and h[0] == 0.0 and h[3] == 0.0 and h[2] == pytest.approx(1.0)
+
+
+def test_ldpc_replay_refuses_wrong_length():
+    a, b = _pair(256, 3, 1)
+    rec = LDPCSyndrome()
+    res = rec.reconcile(a, b, error_rate=0.02)
+    assert res.transcript["n"] == 256
+    with pytest.raises(ValueError, match=r"eve has 100 bits but the transcript is for n = 256"):
+        rec.replay(a[:100], res.transcript)
+    with pytest.raises(ValueError, match=r"transcript has no frame length 'n'"):
+        rec.replay(a, {k: v for k, v in res.transcript.items() if k != "n"})
+
+
+@pytest.mark.parametrize("method", [Cascade(), LDPCSyndrome()])
+@pytest.mark.parametrize("seed", [1.5, "x", -1, True, None])
+def test_reconcile_seed_checked(method, seed):
+    a, b = _pair(256, 3, 2)
+    with pytest.raises(ValueError, match=rf"seed = {seed!r} is not allowed; it must be an integer >= 0 or a numpy"):
+        method.reconcile(a, b, error_rate=0.02, seed=seed)
+
+
+@pytest.mark.parametrize("method", [Cascade(), LDPCSyndrome()])
+def test_reconcile_seed_accepts_numpy_int_and_generator(method):
+    a, b = _pair(512, 5, 3)
+    r1 = method.reconcile(a, b, error_rate=0.02, seed=np.int64(4))
+    r2 = method.reconcile(a, b, error_rate=0.02, seed=4)
+    assert np.array_equal(r1.transcript["verify_seed"], r2.transcript["verify_seed"])
+    assert method.reconcile(a, b, error_rate=0.02, seed=np.random.default_rng(4)).n == 512
+
+
+@pytest.mark.parametrize("method", [Cascade(), LDPCSyndrome()])
+def test_reconcile_channel_checked(method):
+    a, b = _pair(256, 3, 2)
+    with pytest.raises(ValueError, match=r"channel = 5 is not allowed; it must be a PublicChannel or None"):
+        method.reconcile(a, b, channel=5, error_rate=0.02)
+
+
+def test_parity_check_matrix_seed_checked():
+    for seed in ("a", -1, 1.5, True):
+        with pytest.raises(ValueError, match=rf"seed = {seed!r} is not allowed; it must be an integer >= 0"):
+            regular_parity_check_matrix(10, 5, 3, seed)
+    assert (regular_parity_check_matrix(10, 5, 3, np.int64(2)) != regular_parity_check_matrix(10, 5, 3, 2)).nnz == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        (dict(k1_factor=float("inf")), r"k1_factor = inf is not allowed; it must be a finite number > 0"),
+        (dict(k1_factor=float("nan")), r"k1_factor = nan is not allowed"),
+        (dict(k1_factor=True), r"k1_factor = True is not allowed"),
+    ],
+)
+def test_cascade_constructor_checked(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        Cascade(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        (dict(f_design=float("inf")), r"f_design = inf is not allowed; it must be a finite number >= 1"),
+        (dict(f_design=True), r"f_design = True is not allowed"),
+        (dict(column_weight=2.5), r"column_weight = 2.5 is not allowed; it must be an integer >= 1"),
+        (dict(column_weight="3"), r"column_weight = '3' is not allowed"),
+        (dict(column_weight=0), r"column_weight = 0 is not allowed"),
+        (dict(max_iter=0), r"max_iter = 0 is not allowed; it must be an integer >= 1"),
+        (dict(max_iter=10.0), r"max_iter = 10.0 is not allowed"),
+        (dict(osd_order=-1), r"osd_order = -1 is not allowed; it must be an integer >= 0"),
+        (dict(code_seed=-1), r"code_seed = -1 is not allowed; it must be an integer >= 0"),
+        (dict(code_seed="0"), r"code_seed = '0' is not allowed"),
+    ],
+)
+def test_ldpc_constructor_checked(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        LDPCSyndrome(**kwargs)
+
+
+@pytest.mark.parametrize("nbits", [-5, 2.5, "3", True])
+def test_public_channel_counts_checked(nbits):
+    ch = PublicChannel()
+    with pytest.raises(ValueError, match=rf"nbits = {nbits!r} \(message 'x'\) is not allowed; it must be an integer"):
+        ch.disclose("x", nbits)
+    with pytest.raises(ValueError, match=rf"nbits = {nbits!r} \(message 'y'\) is not allowed"):
+        ch.announce("y", nbits)
+    assert ch.disclosed_bits == 0 and ch.public_bits == 0 and ch.rounds == 0 and not ch.log
+    ch.disclose("x", np.int64(3))
+    ch.announce("y", 0)
+    assert ch.disclosed_bits == 3 and ch.public_bits == 0 and ch.rounds == 2

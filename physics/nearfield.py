@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -48,6 +49,16 @@ CARRIER_HZ_RANGE = (1e6, 1e13)
 #: the smallest eigenvalue of W must be >= -tol * max(Tr W, tiny) and Tr W <= (1 + tol) * budget_w.
 #: float64: 1e-9 covers eigensolver error (~N eps ||W||) up to N ~ 1e4; float32: 1e-4 likewise.
 FEASIBILITY_TOL = {torch.float64: 1e-9, torch.float32: 1e-4}
+#: Largest user distance accepted by :func:`near_field_channel`, metres. Not physics (the spherical-wave model
+#: holds at any distance; far beyond the Rayleigh distance it is the far field): the channel squares r, and
+#: r^2 overflows float64 above ~1.3e154 m (r = 1e308 m gave NaN silently). 1e150 m keeps every step finite.
+R_M_MAX = 1e150
+#: Transmit powers accepted by :class:`NearFieldScenario` (``P_t_dbm_range`` and the ``P_t_dbm`` of a batch),
+#: dBm. 100 dBm is 10 MW, far above any radio a key-generation link would use (base stations radiate
+#: ~1e2 W = 50 dBm, broadcast towers ~1e6 W = 90 dBm); -200 dBm (1e-23 W) is far below any receiver noise
+#: floor (-105 dBm here). Outside these bounds 10^((P - 30)/10) W leaves float64 (inf above ~3100 dBm,
+#: 0 below ~-3200 dBm) and the error would surface later as an unnamed "design over budget: inf > inf".
+P_T_DBM_LIMITS = (-200.0, 100.0)
 
 __all__ = [
     "near_field_channel", "skr", "skr_from_gram", "skr_covariance_form", "dinkelbach_power_split",
@@ -61,34 +72,56 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
+def _is_real_scalar(x) -> bool:
+    """A Python or numpy integer/real scalar (numpy scalars come from configs and sweeps); bools are not."""
+    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool | np.bool_)
+
+
+def _short(x) -> str:
+    r = repr(x)
+    return r if len(r) <= 80 else r[:77] + "..."
+
+
 def _check_N(N) -> int:
     if isinstance(N, torch.Tensor):
         if N.numel() != 1:
             raise ValueError(f"N (number of BS antennas) must be one integer >= 2, got a tensor of shape "
                              f"{tuple(N.shape)}")
         N = N.item()
-    if isinstance(N, bool) or not isinstance(N, int | float) or int(N) != N:
-        raise ValueError(f"N (number of BS antennas) must be an integer >= 2, got {N!r}")
-    if int(N) < 2:
-        raise ValueError(f"N (number of BS antennas) must be an integer >= 2, got {N!r}")
+    if not _is_real_scalar(N) or not math.isfinite(N) or int(N) != N or int(N) < 2:
+        raise ValueError(f"N (number of BS antennas) must be an integer >= 2, got {_short(N)}")
     return int(N)
 
 
 def _real_tensor(name: str, x, like: torch.Tensor | None = None) -> torch.Tensor:
-    """``x`` as a real floating tensor (float64 unless it already is a float32/float64 tensor)."""
+    """``x`` as a real floating tensor (float64 unless it already is a float32/float64 tensor).
+
+    Accepts real tensors (not bool), Python/numpy real scalars and real array-likes; anything else (strings,
+    None, complex, bool) is a ValueError naming ``name``.
+    """
     if isinstance(x, torch.Tensor):
         if x.is_complex():
             raise ValueError(f"{name} must be real, got a complex tensor (dtype {x.dtype})")
+        if x.dtype == torch.bool:
+            raise ValueError(f"{name} must be real numbers, got a bool tensor")
         t = x if x.dtype in (torch.float32, torch.float64) else x.to(torch.float64)
     else:
-        if isinstance(x, complex):
+        if isinstance(x, complex | np.complexfloating):
             raise ValueError(f"{name} must be real, got the complex number {x!r}")
-        if isinstance(x, bool):
+        if isinstance(x, bool | np.bool_):
             raise ValueError(f"{name} must be a real number, got {x!r}")
+        if not _is_real_scalar(x):
+            try:
+                kind = np.asarray(x).dtype.kind
+            except Exception:                                                    # ragged lists and the like
+                kind = "O"
+            if kind == "c":
+                raise ValueError(f"{name} must be real, got complex values")
+            if kind not in "iuf":
+                raise ValueError(f"{name} must be a real number or a real tensor, got {type(x).__name__} "
+                                 f"{_short(x)}")
         device = like.device if like is not None else None
         t = torch.as_tensor(x, dtype=torch.float64, device=device)
-        if t.is_complex():
-            raise ValueError(f"{name} must be real, got complex values")
     if like is not None and t.device != like.device:
         t = t.to(like.device)
     return t
@@ -109,9 +142,31 @@ def _check_channel(name: str, v: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"{name} must be a tensor [..., N], got {type(v).__name__}")
     if not v.is_complex():
         raise ValueError(f"{name} must be complex [..., N] (004 (2)-(3)), got dtype {v.dtype}")
+    if v.shape[-1] < 2:
+        raise ValueError(f"{name} must have N >= 2 entries (BS antennas, as near_field_channel requires), got "
+                         f"shape {tuple(v.shape)}")
     if not torch.all(torch.isfinite(torch.view_as_real(v))):
         raise ValueError(f"{name} must be finite")
     return v.to(torch.complex128)
+
+
+def _channel_pair(f: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bob's and Eve's channels checked (complex, finite, N >= 2) and of the same length N."""
+    f, h = _check_channel("f", f), _check_channel("h", h)
+    if h.shape[-1] != f.shape[-1]:
+        raise ValueError(f"f and h must have the same length N, got {f.shape[-1]} and {h.shape[-1]}")
+    return f, h
+
+
+def _check_batch_shapes(**shapes: tuple[str, torch.Size]) -> None:
+    """ValueError naming every argument unless their batch shapes broadcast. ``shapes``: name -> (layout, shape),
+    e.g. ``W=("[..., N, N]", W.shape[:-2])``; a layout of "" marks a tensor that is all batch."""
+    try:
+        torch.broadcast_shapes(*(shape for _, shape in shapes.values()))
+    except RuntimeError:
+        parts = ", ".join(f"{nm} {lay + ' ' if lay else ''}batch shape {tuple(shape)}"
+                          for nm, (lay, shape) in shapes.items() if len(shape))          # scalars always fit
+        raise ValueError(f"batch dimensions do not broadcast: {parts}") from None
 
 
 def _noises(noise_a, noise_b, noise_e, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -156,26 +211,33 @@ def near_field_channel(N, r_m, psi_rad, carrier_hz) -> torch.Tensor:
 
     Args:
         N: number of BS antennas, an integer >= 2.
-        r_m: distance(s) of the user from the array centre, metres, > 0; float or real tensor ``[...]``.
+        r_m: distance(s) of the user from the array centre, metres, in (0, R_M_MAX]; float or real tensor
+            ``[...]`` (not bool).
         psi_rad: angle(s) from the array broadside (y-axis), radians, |psi| <= pi/2; positive towards +x.
         carrier_hz: carrier frequency, Hz, in ``CARRIER_HZ_RANGE`` (1 MHz .. 10 THz).
 
-    ``r_m``, ``psi_rad`` and ``carrier_hz`` broadcast. The result is on ``r_m``'s device. ``f = sqrt(N) c``
-    with c of (3), so entry n is sqrt(beta_n) exp(-j 2 pi (r_n - r)/lambda) and |f|^2 = sum_n beta_n.
+    ``r_m``, ``psi_rad`` and ``carrier_hz`` must broadcast (ValueError naming their shapes). The result is on
+    ``r_m``'s device. ``f = sqrt(N) c`` with c of (3), so entry n is sqrt(beta_n) exp(-j 2 pi (r_n - r)/lambda)
+    and |f|^2 = sum_n beta_n.
     """
     N = _check_N(N)
     r = _real_tensor("r_m", r_m).to(torch.float64)
     psi = _real_tensor("psi_rad", psi_rad, r).to(torch.float64)
     fc = _real_tensor("carrier_hz", carrier_hz, r).to(torch.float64)
+    _check_batch_shapes(r_m=("", r.shape), psi_rad=("", psi.shape), carrier_hz=("", fc.shape))
     _check_finite("r_m", r, positive=True)
+    if torch.any(r > R_M_MAX):
+        raise ValueError(f"r_m must be <= {R_M_MAX:g} m (the float64 limit of the model, R_M_MAX), "
+                         f"got {r.max().item():g}")
     _check_finite("psi_rad", psi)
     if torch.any(psi.abs() > math.pi / 2):
         worst = psi.reshape(-1)[psi.abs().reshape(-1).argmax()].item()
         raise ValueError(f"psi_rad must lie in [-pi/2, pi/2], got {worst:.6g}")
     _check_finite("carrier_hz", fc, positive=True)
-    if torch.any((fc < CARRIER_HZ_RANGE[0]) | (fc > CARRIER_HZ_RANGE[1])):
+    out_of_range = (fc < CARRIER_HZ_RANGE[0]) | (fc > CARRIER_HZ_RANGE[1])
+    if torch.any(out_of_range):
         raise ValueError(f"carrier_hz must lie in [{CARRIER_HZ_RANGE[0]:g}, {CARRIER_HZ_RANGE[1]:g}] Hz, "
-                         f"got {fc.reshape(-1)[0].item():g}")
+                         f"got {fc[out_of_range].reshape(-1)[0].item():g}")
     r, psi, fc = torch.broadcast_tensors(r, psi, fc)
     lam = SPEED_OF_LIGHT_M_S / fc
     # the user must not sit on an element (r_n = 0): only possible at |psi| = pi/2, r = |x_n|
@@ -220,10 +282,14 @@ def skr_from_gram(G: torch.Tensor, noise_a, noise_b, noise_e, det: torch.Tensor 
     return _alpha_and_skr(sB, sE, det, na / s, nb / s, ne / s)[1]
 
 
-def _check_W(W: torch.Tensor, N: int, budget_w) -> torch.Tensor:
+def _check_W_shape(W: torch.Tensor, N: int) -> None:
     if not isinstance(W, torch.Tensor) or W.ndim < 2 or W.shape[-1] != N or W.shape[-2] != N:
         raise ValueError(f"W must be a tensor [..., N, N] with N = {N} (the channels' length), "
                          f"got {tuple(W.shape) if isinstance(W, torch.Tensor) else type(W).__name__}")
+
+
+def _check_W(W: torch.Tensor, N: int, budget_w) -> torch.Tensor:
+    _check_W_shape(W, N)
     real_dtype = W.real.dtype if W.is_complex() else W.dtype
     tol = FEASIBILITY_TOL.get(real_dtype, 1e-4)
     Wc = W.to(torch.complex128)
@@ -267,12 +333,17 @@ def skr(W: torch.Tensor, f: torch.Tensor, h: torch.Tensor, noise_a, noise_b, noi
 
     Returns float64 ``[...]`` bits. Evaluated through G = [f h]^H W [f h] (:func:`skr_from_gram`).
     """
-    f, h = _check_channel("f", f), _check_channel("h", h)
+    f, h = _channel_pair(f, h)
     N = f.shape[-1]
-    if h.shape[-1] != N:
-        raise ValueError(f"f and h must have the same length N, got {f.shape[-1]} and {h.shape[-1]}")
-    Wc = _check_W(W, N, budget_w) if check else W.to(torch.complex128)
+    _check_W_shape(W, N)
     na, nb, ne = _noises(noise_a, noise_b, noise_e, f.real)
+    shapes = {"W": ("[..., N, N]", W.shape[:-2]), "f": ("[..., N]", f.shape[:-1]), "h": ("[..., N]", h.shape[:-1]),
+              "noise_a": ("", na.shape), "noise_b": ("", nb.shape), "noise_e": ("", ne.shape)}
+    if budget_w is not None:
+        budget_w = _real_tensor("budget_w", budget_w, f.real)
+        shapes["budget_w"] = ("", budget_w.shape)
+    _check_batch_shapes(**shapes)
+    Wc = _check_W(W, N, budget_w) if check else W.to(torch.complex128)
     Y = torch.stack(torch.broadcast_tensors(f, h), -1)                          # [..., N, 2]
     G = Y.mH @ Wc @ Y
     return skr_from_gram(G, na, nb, ne)
@@ -327,6 +398,7 @@ def mrc_design(f: torch.Tensor, P_a) -> dict[str, torch.Tensor]:
     ``{"F": [..., N, 1]}``, W = F F^H."""
     f = _check_channel("f", f)
     P = _power(P_a, f.real)
+    _check_batch_shapes(f=("[..., N]", f.shape[:-1]), P_a=("", P.shape))
     return {"F": (torch.sqrt(P)[..., None] * _unit(f))[..., None]}
 
 
@@ -340,6 +412,7 @@ def svd_design(f: torch.Tensor, P_a, P_S) -> dict[str, torch.Tensor]:
     f = _check_channel("f", f)
     P = _power(P_a, f.real)
     P_S = _real_tensor("P_S", P_S, f.real).to(torch.float64)
+    _check_batch_shapes(f=("[..., N]", f.shape[:-1]), P_a=("", P.shape), P_S=("", P_S.shape))
     _check_finite("P_S", P_S, nonneg=True)
     if torch.any(P_S > P * (1 + 1e-12)):
         raise ValueError(f"P_S must lie in [0, P_a], got P_S/P_a up to {(P_S / P).max().item():.6g}")
@@ -348,12 +421,20 @@ def svd_design(f: torch.Tensor, P_a, P_S) -> dict[str, torch.Tensor]:
     return {"F": (torch.sqrt(P_S)[..., None] * u)[..., None], "ortho_w": (P - P_S).clamp_min(0.0), "ortho_to": u}
 
 
-def optimal_alpha(f: torch.Tensor, h: torch.Tensor, P_a, noise_e) -> torch.Tensor:
-    """alpha* = P_a |f|^2 - P_a^2 |h^H f|^2 / (P_a |h|^2 + noise_e), the maximum of (26) (see optimal_design)."""
-    f, h = _check_channel("f", f), _check_channel("h", h)
+def _beam_inputs(f, h, P_a, noise_e) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Checked (f, h, P_a, noise_e) of :func:`optimal_alpha`, :func:`optimal_beam`, :func:`optimal_design`."""
+    f, h = _channel_pair(f, h)
     P = _power(P_a, f.real)
     ne = _real_tensor("noise_e", noise_e, f.real).to(torch.float64)
     _check_finite("noise_e", ne, positive=True)
+    _check_batch_shapes(f=("[..., N]", f.shape[:-1]), h=("[..., N]", h.shape[:-1]), P_a=("", P.shape),
+                        noise_e=("", ne.shape))
+    return f, h, P, ne
+
+
+def optimal_alpha(f: torch.Tensor, h: torch.Tensor, P_a, noise_e) -> torch.Tensor:
+    """alpha* = P_a |f|^2 - P_a^2 |h^H f|^2 / (P_a |h|^2 + noise_e), the maximum of (26) (see optimal_design)."""
+    f, h, P, ne = _beam_inputs(f, h, P_a, noise_e)
     f2, h2 = (f.abs() ** 2).sum(-1), (h.abs() ** 2).sum(-1)
     hf2 = (h.conj() * f).sum(-1).abs() ** 2
     return P * f2 - P * P * hf2 / (P * h2 + ne)
@@ -362,10 +443,7 @@ def optimal_alpha(f: torch.Tensor, h: torch.Tensor, P_a, noise_e) -> torch.Tenso
 def optimal_beam(f: torch.Tensor, h: torch.Tensor, P_a, noise_e) -> torch.Tensor:
     """The unit beam v/|v| of :func:`optimal_design`, v = f - t* h, t* = P_a h^H f/(P_a |h|^2 + noise_e).
     ``[..., N]`` complex128."""
-    f, h = _check_channel("f", f), _check_channel("h", h)
-    P = _power(P_a, f.real)
-    ne = _real_tensor("noise_e", noise_e, f.real).to(torch.float64)
-    _check_finite("noise_e", ne, positive=True)
+    f, h, P, ne = _beam_inputs(f, h, P_a, noise_e)
     h2 = (h.abs() ** 2).sum(-1)
     t = P * (h.conj() * f).sum(-1) / (P * h2 + ne)
     return _unit(f - t[..., None] * h)
@@ -425,14 +503,18 @@ def dinkelbach_power_split(f: torch.Tensor, h: torch.Tensor, P_a, noise_a, noise
     iterations. f = 0 (no key possible) returns P_a. noise_a and noise_b do not move the maximiser
     ((23) is increasing in alpha) but are validated for a uniform signature.
 
+    f and h must have the same length N >= 2 (004's array; with N = 1 the null space U_n does not exist).
     Returns P_S ``[...]`` float64 (and the iterations used per draw if ``return_iterations``).
     """
-    f, h = _check_channel("f", f), _check_channel("h", h)
+    f, h = _channel_pair(f, h)
     check_positive_int("max_iter", max_iter)
-    if not (isinstance(tol, int | float) and math.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol must be finite and > 0, got {tol!r}")
+    if not (_is_real_scalar(tol) and math.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be a finite real number > 0, got {_short(tol)}")
+    tol = float(tol)                                                             # numpy scalars: plain float
     P = _power(P_a, f.real)
     na, nb, ne = _noises(noise_a, noise_b, noise_e, f.real)
+    _check_batch_shapes(f=("[..., N]", f.shape[:-1]), h=("[..., N]", h.shape[:-1]), P_a=("", P.shape),
+                        noise_a=("", na.shape), noise_b=("", nb.shape), noise_e=("", ne.shape))
     N = f.shape[-1]
     f2 = (f.abs() ** 2).sum(-1)
     h2 = (h.abs() ** 2).sum(-1)
@@ -594,6 +676,15 @@ def conditional_mi_bits_from_samples(z_a: torch.Tensor, z_b: torch.Tensor, z_e: 
 FRAMES = ("plain", "snr_scaled")
 
 
+def _range_pair(name: str, rng, **limits) -> tuple:
+    """A [low, high] pair checked by ``_check_range`` (numpy real scalars accepted as floats, bools refused)."""
+    if isinstance(rng, str | bytes | torch.Tensor) or not hasattr(rng, "__len__") or len(rng) != 2:
+        raise ValueError(f"{name} must be two real numbers [low, high], got {_short(rng)}")
+    vals = [float(v) if isinstance(v, np.integer | np.floating) else v for v in rng]
+    _check_range(name, *vals, **limits)
+    return tuple(vals)
+
+
 class NearFieldDesignSpace(nn.Module):
     """Raw net outputs -> a feasible W = F F^H, a 2x2 PSD matrix in span{f, h}, built inside the graph.
 
@@ -670,7 +761,8 @@ class NearFieldScenario(Scenario):
     """004's near-field XL-MIMO key generation as a scenario (docs/architecture.md section 3).
 
     Features (raw, physical units): ``r_b_m, psi_b_rad, r_e_m, psi_e_rad, P_t_dbm`` (P_a = P_b = P_t, Sec. V-A).
-    Training distribution: Bob uniform in ``r_m_range`` x ``psi_rad_range``; P_t uniform in ``P_t_dbm_range``;
+    Training distribution: Bob uniform in ``r_m_range`` x ``psi_rad_range``; P_t uniform in ``P_t_dbm_range``
+    (inside ``P_T_DBM_LIMITS`` = [-200, 100] dBm);
     Eve from a mixture, weights ``eve_mixture`` = (independent, same angle, same range, close):
       independent: uniform like Bob;  same angle: r_e uniform, psi_e = psi_b + U(-d_psi, d_psi) (Fig. 4);
       same range: r_e = r_b + U(-d_r, d_r), psi_e uniform (Fig. 5);  close: r_e = r_b + U(-d_r, d_r),
@@ -700,11 +792,14 @@ class NearFieldScenario(Scenario):
     ):
         self.N = _check_N(N)
         self.carrier_hz = check_real("carrier_hz", carrier_hz, low=CARRIER_HZ_RANGE[0], high=CARRIER_HZ_RANGE[1])
-        _check_range("r_m_range", *r_m_range)
+        r_m_range = _range_pair("r_m_range", r_m_range)
         if not r_m_range[0] > 0:
             raise ValueError(f"r_m_range must start at > 0 m, got {r_m_range[0]}")
-        _check_range("psi_rad_range", *psi_rad_range, min_allowed=-math.pi / 2, max_allowed=math.pi / 2)
-        _check_range("P_t_dbm_range", *P_t_dbm_range)
+        psi_rad_range = _range_pair("psi_rad_range", psi_rad_range, min_allowed=-math.pi / 2,
+                                    max_allowed=math.pi / 2)
+        # bounded to P_T_DBM_LIMITS (10 MW at most, see there): beyond, P_a = 10^((P - 30)/10) W overflows
+        P_t_dbm_range = _range_pair("P_t_dbm_range", P_t_dbm_range, min_allowed=P_T_DBM_LIMITS[0],
+                                    max_allowed=P_T_DBM_LIMITS[1])
         self.sigma_dbm = tuple(check_real(nm, v) for nm, v in
                                (("sigma_a_dbm", sigma_a_dbm), ("sigma_b_dbm", sigma_b_dbm),
                                 ("sigma_e_dbm", sigma_e_dbm)))
@@ -795,14 +890,21 @@ class NearFieldScenario(Scenario):
     # -- physics -------------------------------------------------------------------------------
     def channels(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(f, h) ``[n, N]`` complex128."""
+        self._check_batch(batch, self.FEATURES[:4])
         f = near_field_channel(self.N, batch["r_b_m"], batch["psi_b_rad"], self.carrier_hz)
         h = near_field_channel(self.N, batch["r_e_m"], batch["psi_e_rad"], self.carrier_hz)
         return f, h
 
     def P_a_w(self, batch: Batch) -> torch.Tensor:
-        """P_a = P_b = 10^((P_t_dbm - 30)/10) W; ValueError naming P_t_dbm if it is not finite or not real."""
+        """P_a = P_b = 10^((P_t_dbm - 30)/10) W; ValueError naming P_t_dbm if it is not real, not finite or
+        outside ``P_T_DBM_LIMITS`` (where P_a would overflow to inf or underflow to 0)."""
+        self._check_batch(batch, ("P_t_dbm",))
         P_t = _real_tensor("P_t_dbm", batch["P_t_dbm"]).to(torch.float64)
-        _check_finite("P_t_dbm", P_t)
+        lo, hi = P_T_DBM_LIMITS
+        if not torch.all((P_t >= lo) & (P_t <= hi)):                              # one reduction; NaN fails too
+            _check_finite("P_t_dbm", P_t)
+            bad = P_t[(P_t < lo) | (P_t > hi)].reshape(-1)[0].item()
+            raise ValueError(f"P_t_dbm must lie in [{lo:g}, {hi:g}] dBm (P_T_DBM_LIMITS), got {bad:g}")
         return torch.pow(10.0, (P_t - 30.0) / 10.0)
 
     def noises_w(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -817,9 +919,15 @@ class NearFieldScenario(Scenario):
         """Exact (23) in bits of the design (float64), through the 2x2 G; checks Tr W <= P_a (1e-5 relative:
         the net sees P_t_dbm in float32, rounded by up to 6e-8 relative, i.e. ~1e-6 of the power at 40 dBm;
         the design space meets the budget of its own input to float64 rounding, baselines exactly)."""
-        batch = {k: v.to(torch.float64) for k, v in batch.items()}
+        self._check_batch(batch)
+        self._check_design(outputs)
+        batch = {k: _real_tensor(k, batch[k]).to(torch.float64) for k in self.FEATURES}
         P_a = self.P_a_w(batch)
         f, h = self.channels(batch)
+        F = outputs["F"]
+        _check_batch_shapes(F=("[..., N, r, 2]" if not F.is_complex() else "[..., N, r]",
+                               F.shape[:-3] if not F.is_complex() else F.shape[:-2]),
+                            **{"the batch's fields": ("", f.shape[:-1])})
         dev = outputs["F"].device
         f, h = f.to(dev), h.to(dev)
         G, det, tr = design_gram(outputs, f, h)
@@ -829,6 +937,42 @@ class NearFieldScenario(Scenario):
             raise ValueError(f"design over budget: Tr W = {tr[i].item():.6g} W > P_a = {P_a[i].item():.6g} W")
         na, nb, ne = (t.to(dev) for t in self.noises_w(batch))
         return skr_from_gram(G, na, nb, ne, det=det)
+
+    def _check_batch(self, batch: Batch, fields: tuple[str, ...] | None = None) -> None:
+        """The batch has the ``fields`` (default: all features), as tensors whose shapes broadcast (no
+        per-element work)."""
+        fields = self.FEATURES if fields is None else fields
+        if not isinstance(batch, dict):
+            raise ValueError(f"batch must be a dict of tensors with keys {list(self.FEATURES)}, got "
+                             f"{type(batch).__name__}")
+        missing = [k for k in fields if k not in batch]
+        if missing:
+            raise ValueError(f"batch is missing field(s) {missing}; a near-field batch needs {list(self.FEATURES)}")
+        for k in fields:
+            if not isinstance(batch[k], torch.Tensor):
+                raise ValueError(f"batch field {k} must be a tensor [n], got {type(batch[k]).__name__}")
+        _check_batch_shapes(**{k: ("", batch[k].shape) for k in fields})
+
+    def _check_design(self, design: Design) -> None:
+        """``design["F"]`` is ``[..., N, r, 2]`` real (or ``[..., N, r]`` complex) for this N and finite; the
+        optional ``ortho_w``/``ortho_to`` come together. One reduction (the finiteness of F)."""
+        if not isinstance(design, dict) or "F" not in design:
+            keys = sorted(design) if isinstance(design, dict) else type(design).__name__
+            raise ValueError(f"design must be a dict with key 'F' (the factor, W = F F^H), got {keys}")
+        F = design["F"]
+        if not isinstance(F, torch.Tensor) or F.dtype == torch.bool:
+            raise ValueError(f"design F must be a real tensor [n, N, r, 2] (real, imag last), got "
+                             f"{type(F).__name__ if not isinstance(F, torch.Tensor) else F.dtype}")
+        ok = F.ndim >= 2 and F.shape[-2] == self.N if F.is_complex() else \
+            F.ndim >= 3 and F.shape[-1] == 2 and F.shape[-3] == self.N
+        if not ok:
+            raise ValueError(f"design F must be [n, N, r, 2] real (real, imag last; W = F F^H) with N = {self.N}, "
+                             f"got shape {tuple(F.shape)}{' complex' if F.is_complex() else ''}")
+        if ("ortho_w" in design) != ("ortho_to" in design):
+            raise ValueError("design keys ortho_w and ortho_to come together (white power orthogonal to a beam), "
+                             f"got only {'ortho_w' if 'ortho_w' in design else 'ortho_to'}")
+        if not bool(torch.isfinite(F).all()):
+            raise ValueError("design F must be finite, got NaN or inf entries (a diverged net?)")
 
     @staticmethod
     def _real(design: dict[str, torch.Tensor]) -> Design:

@@ -454,3 +454,120 @@ def test_designs_refuse_bad_power():
         svd_design(f, 1.0, 1.5)
     with pytest.raises(ValueError, match="noise_e must be > 0"):
         optimal_design(f, f, 1.0, 0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# argument checks: lengths, batch shapes, types, degenerate sizes (each a ValueError naming the argument)
+# --------------------------------------------------------------------------------------------
+
+
+def _pair(N: int = 4, batch: int | None = None):
+    r = 10.0 if batch is None else torch.linspace(10.0, 12.0, batch, dtype=torch.float64)
+    return near_field_channel(N, r, 0.1, 30e9), near_field_channel(N, r + 1.0, 0.1, 30e9)
+
+
+def test_designs_refuse_channels_of_different_length():
+    f4, _ = _pair(4)
+    _, h5 = _pair(5)
+    n = NOISE_W
+    for call in (lambda: dinkelbach_power_split(f4, h5, 1.0, n, n, n), lambda: optimal_design(f4, h5, 1.0, n),
+                 lambda: optimal_beam(f4, h5, 1.0, n), lambda: optimal_alpha(f4, h5, 1.0, n),
+                 lambda: skr(torch.eye(4, dtype=torch.complex128), f4, h5, n, n, n)):
+        with pytest.raises(ValueError, match="f and h must have the same length N, got 4 and 5"):
+            call()
+
+
+def test_mismatched_batch_dims_name_the_arguments():
+    f2, h2 = _pair(4, batch=2)
+    _, h3 = _pair(4, batch=3)
+    n = NOISE_W
+    W = torch.eye(4, dtype=torch.complex128) / 4
+    with pytest.raises(ValueError, match=r"do not broadcast: W \[\.\.\., N, N\] batch shape \(3,\), "
+                                         r"f \[\.\.\., N\] batch shape \(2,\), h \[\.\.\., N\] batch shape \(2,\)"):
+        skr(W.expand(3, 4, 4), f2, h2, n, n, n)
+    with pytest.raises(ValueError, match=r"f \[\.\.\., N\] batch shape \(2,\), h \[\.\.\., N\] batch shape \(3,\)"):
+        skr(W, f2, h3, n, n, n)
+    with pytest.raises(ValueError, match=r"do not broadcast: .*noise_e batch shape \(3,\)"):
+        skr(W, f2, h2, n, n, torch.full((3,), n))
+    with pytest.raises(ValueError, match=r"do not broadcast: .*budget_w batch shape \(3,\)"):
+        skr(W, f2, h2, n, n, n, budget_w=torch.ones(3))
+    with pytest.raises(ValueError, match=r"do not broadcast: .*P_a batch shape \(3,\)"):
+        dinkelbach_power_split(f2, h2, torch.ones(3), n, n, n)
+    for fn in (optimal_design, optimal_beam, optimal_alpha):
+        with pytest.raises(ValueError, match=r"h \[\.\.\., N\] batch shape \(3,\)"):
+            fn(f2, h3, 1.0, n)
+    with pytest.raises(ValueError, match=r"P_S batch shape \(3,\)"):
+        svd_design(f2, 1.0, torch.full((3,), 0.5))
+    with pytest.raises(ValueError, match=r"P_a batch shape \(3,\)"):
+        mrc_design(f2, torch.ones(3))
+    with pytest.raises(ValueError, match=r"do not broadcast: r_m batch shape \(2,\), psi_rad batch shape \(3,\)"):
+        near_field_channel(4, torch.tensor([10.0, 11.0]), torch.tensor([0.1, 0.2, 0.3]), 30e9)
+    # broadcasting shapes still pass, bit for bit
+    Pa = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    assert torch.equal(dinkelbach_power_split(f2, h2, Pa, n, n, n),
+                       torch.stack([dinkelbach_power_split(f2[i], h2[i], Pa[i], n, n, n) for i in range(2)]))
+
+
+def test_numpy_scalars_are_accepted_like_python_numbers():
+    ref = near_field_channel(4, 10.0, 0.1, 30e9)
+    assert torch.equal(near_field_channel(np.int64(4), np.float32(10.0), np.float64(0.1), np.float64(30e9)), ref)
+    assert torch.equal(near_field_channel(np.float64(4.0), 10.0, 0.1, 30e9), ref)
+    f, h = _pair(4)
+    n = NOISE_W
+    assert torch.equal(optimal_design(f, h, np.float64(1.0), np.float64(n)), optimal_design(f, h, 1.0, n))
+    assert torch.equal(dinkelbach_power_split(f, h, 1.0, n, n, n, tol=np.float64(1e-12), max_iter=np.int64(20)),
+                       dinkelbach_power_split(f, h, 1.0, n, n, n))
+
+
+def test_vector_error_messages_report_the_offending_element():
+    with pytest.raises(ValueError, match=r"carrier_hz must lie in \[1e\+06, 1e\+13\] Hz, got 1$"):
+        near_field_channel(4, 10.0, 0.1, torch.tensor([30e9, 1.0]))
+    with pytest.raises(ValueError, match=r"psi_rad must lie in \[-pi/2, pi/2\], got -2$"):
+        near_field_channel(4, 10.0, torch.tensor([0.1, -2.0]), 30e9)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda f, h, W, n: skr(W, f, h, "1e-13", n, n), "noise_a must be a real number or a real tensor, got str"),
+        (lambda f, h, W, n: skr(W, f, h, n, None, n), "noise_b must be a real number or a real tensor, got NoneType"),
+        (lambda f, h, W, n: skr(W, f, h, n, n, n, budget_w="1"), "budget_w must be a real number or a real tensor"),
+        (lambda f, h, W, n: optimal_design(f, h, 1.0, "x"), "noise_e must be a real number or a real tensor"),
+        (lambda f, h, W, n: optimal_design(f, h, [1.0, "a"], n), "P_a must be a real number or a real tensor"),
+        (lambda f, h, W, n: near_field_channel(4, "10", 0.1, 30e9), "r_m must be a real number or a real tensor"),
+        (lambda f, h, W, n: near_field_channel(4, 10.0, 0.1, None), "carrier_hz must be a real number or a real"),
+        (lambda f, h, W, n: near_field_channel(4, torch.tensor([True]), 0.1, 30e9),
+         "r_m must be real numbers, got a bool"),
+        (lambda f, h, W, n: near_field_channel(4, np.array([True]), 0.1, 30e9), "r_m must be a real number or a real"),
+        (lambda f, h, W, n: near_field_channel(4, np.bool_(True), 0.1, 30e9), "r_m must be a real number, got"),
+        (lambda f, h, W, n: dinkelbach_power_split(f, h, 1.0, n, n, n, tol=True), "tol must be a finite real number"),
+        (lambda f, h, W, n: dinkelbach_power_split(f, h, 1.0, n, n, n, tol="1e-9"), "tol must be a finite real number"),
+    ],
+)
+def test_wrong_types_are_value_errors_naming_the_argument(call, message):
+    f, h = _pair(4)
+    W = torch.eye(4, dtype=torch.complex128) / 4
+    with pytest.raises(ValueError) as err:
+        call(f, h, W, NOISE_W)
+    assert message in str(err.value)
+
+
+def test_degenerate_sizes_are_refused():
+    f, h = _pair(4)
+    n = NOISE_W
+    # 004 has an N-antenna array with N >= 2 (near_field_channel's own rule); with N = 1 the SVD design's
+    # null space U_n does not exist and Dinkelbach used to put P_S = 0 on it
+    for N in (1, 0):
+        f1, h1 = f[..., :N], h[..., :N]
+        W = torch.eye(N, dtype=torch.complex128)
+        for fn, args in ((dinkelbach_power_split, (f1, h1, 1.0, n, n, n)), (optimal_design, (f1, h1, 1.0, n)),
+                         (skr, (W, f1, h1, n, n, n)), (svd_design, (f1, 1.0, 0.5)), (mrc_design, (f1, 1.0))):
+            with pytest.raises(ValueError, match=r"f must have N >= 2 entries"):
+                fn(*args)
+    for N in (float("inf"), float("nan"), -float("inf"), np.float64("nan")):
+        with pytest.raises(ValueError, match=r"N \(number of BS antennas\) must be an integer >= 2, got"):
+            near_field_channel(N, 10.0, 0.1, 30e9)
+    with pytest.raises(ValueError, match=r"r_m must be <= 1e\+150 m"):
+        near_field_channel(4, 1e308, 0.1, 30e9)
+    # the largest accepted distance still gives a finite channel
+    assert torch.all(torch.isfinite(torch.view_as_real(near_field_channel(4, 1e150, 0.1, 30e9))))

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -167,6 +168,62 @@ def test_bad_draws_are_refused_with_the_field_named():
             sc.baselines(sc.point(1, **{field: value}), generator_for(0))
 
 
+def test_skr_refuses_malformed_designs_and_batches():
+    sc = NearFieldScenario(N=8)
+    b = sc.point(2)
+    d = sc.optimum(b, generator_for(0))
+    ref = sc.skr(b, d)
+    for design, msg in (
+            ({"F": d["F"] * float("nan")}, "design F must be finite"),
+            ({"F": d["F"].clone().index_fill_(1, torch.tensor([3]), float("inf"))}, "design F must be finite"),
+            (NearFieldScenario(N=16).optimum(b, generator_for(0)), r"with N = 8, got shape \(2, 16, 1, 2\)"),
+            ({"F": d["F"][..., 0]}, r"design F must be \[n, N, r, 2\] real .* got shape \(2, 8, 1\)"),
+            ({"F": d["F"].bool()}, "design F must be a real tensor"),
+            ({"F": d["F"][:1].expand(3, -1, -1, -1)}, r"do not broadcast: F \[\.\.\., N, r, 2\] batch shape \(3,\), "
+                                                      r"the batch's fields batch shape \(2,\)"),
+            ({}, "design must be a dict with key 'F'"),
+            ({"G": d["F"]}, r"design must be a dict with key 'F' .*got \['G'\]"),
+            ({"F": d["F"], "ortho_w": torch.zeros(2)}, "ortho_w and ortho_to come together")):
+        with pytest.raises(ValueError, match=msg):
+            sc.skr(b, design)
+    for field in sc.FEATURES:
+        partial = {k: v for k, v in b.items() if k != field}
+        with pytest.raises(ValueError, match=rf"batch is missing field\(s\) \['{field}'\]"):
+            sc.skr(partial, d)
+    with pytest.raises(ValueError, match=r"do not broadcast: .*P_t_dbm batch shape \(3,\)"):
+        sc.skr({**b, "P_t_dbm": torch.full((3,), 30.0, dtype=torch.float64)}, d)
+    with pytest.raises(ValueError, match="batch field r_b_m must be a tensor"):
+        sc.skr({**b, "r_b_m": 12.2}, d)
+    with pytest.raises(ValueError, match=r"batch is missing field\(s\) \['r_e_m'\]"):
+        sc.baselines({k: v for k, v in b.items() if k != "r_e_m"}, generator_for(0))
+    # transmit powers where P_a = 10^((P - 30)/10) W would leave float64 are named as P_t_dbm
+    for P_t in (3000.0, -4000.0):
+        with pytest.raises(ValueError, match=r"P_t_dbm must lie in \[-200, 100\] dBm .*got " + f"{P_t:g}"):
+            sc.skr(sc.point(1, P_t_dbm=P_t), sc.optimum(sc.point(1), generator_for(0)))
+    # valid designs unchanged: complex F and the compact SVD form still pass
+    assert torch.equal(sc.skr(b, {"F": torch.view_as_complex(d["F"])}), ref)
+    base = sc.baselines(b, generator_for(0))
+    assert torch.all(torch.isfinite(sc.skr(b, base["svd_dinkelbach"])))
+
+
+def test_constructor_accepts_numpy_scalars_and_bounds_the_power():
+    sc = NearFieldScenario(N=np.int64(8), carrier_hz=np.float64(30e9), r_m_range=(np.float32(5), np.float32(25)),
+                           psi_rad_range=[np.float64(-1.0), np.int64(1)], P_t_dbm_range=(np.int32(0), 40.0))
+    assert sc.N == 8 and type(sc.N) is int
+    assert sc.r_m_range == (5.0, 25.0) and sc.psi_rad_range == (-1.0, 1.0) and sc.P_t_dbm_range == (0.0, 40.0)
+    assert sc.describe() == NearFieldScenario(N=8, r_m_range=(5.0, 25.0), psi_rad_range=(-1.0, 1.0)).describe()
+    for kw, msg in [(dict(P_t_dbm_range=(3000.0, 4000.0)), "P_t_dbm_range range must end at <= 100"),
+                    (dict(P_t_dbm_range=(-4000.0, 0.0)), "P_t_dbm_range range must start at >= -200"),
+                    (dict(r_m_range=(5.0, 10.0, 20.0)), "r_m_range must be two real numbers"),
+                    (dict(r_m_range=5.0), "r_m_range must be two real numbers"),
+                    (dict(r_m_range=(np.bool_(True), 5.0)), "r_m_range range must be two real numbers"),
+                    (dict(N=np.float64("inf")), "N (number of BS antennas) must be an integer >= 2, got"),
+                    (dict(N=np.bool_(True)), "N (number of BS antennas) must be an integer >= 2, got")]:
+        with pytest.raises(ValueError) as err:
+            NearFieldScenario(**kw)
+        assert msg in str(err.value), (kw, str(err.value))
+
+
 def test_point_and_bad_constructor_values():
     sc = NearFieldScenario()
     p = sc.point(3, P_t_dbm=torch.tensor([0.0, 10.0, 20.0]))
@@ -233,6 +290,8 @@ def test_config_fast_dev_run(cli_env):
         ("--model.init_args.scenario.init_args.N=1", "N (number of BS antennas) must be an integer >= 2"),
         ("--model.init_args.scenario.init_args.P_t_dbm_range=[40, 0]", "P_t_dbm_range range is inverted"),
         ("--model.init_args.scenario.init_args.psi_rad_range=[-2, 2]", "psi_rad_range range must start at"),
+        # 10^((P - 30)/10) W is inf here: named at construction, not as "design over budget: inf > inf" later
+        ("--model.init_args.scenario.init_args.P_t_dbm_range=[3000, 4000]", "P_t_dbm_range range must end at <= 100"),
     ],
 )
 def test_bad_config_values_fail_before_training(cli_env, tmp_path, capsys, override, message):

@@ -99,9 +99,17 @@ def _check_new_file(flag: str, path: str, overwrite: bool) -> Path:
     return p
 
 
+_SAID: set[tuple[str, str, str, str]] = set()
+
+
 def _say_evaluation_settings(diff: dict, path) -> None:
-    """One stderr line per evaluation-only setting that differs between the checkpoint and the config."""
+    """One stderr line per evaluation-only setting that differs between the checkpoint and the config (once per
+    process: the CLI checks before instantiating and ``export`` again when called from Python)."""
     for key, (saved, here) in diff.items():
+        said = (str(path), key, repr(saved), repr(here))
+        if said in _SAID:
+            continue
+        _SAID.add(said)
         print(f"note: checkpoint {str(path)!r} was validated with {key} = {saved!r}; evaluating with the config's "
               f"{key} = {here!r} (an evaluation-only setting: the trained weights do not depend on it)",
               file=sys.stderr)

@@ -469,6 +469,45 @@ def test_learned_design_beats_analytic_baselines_on_overlapping_users():
     assert learned[sub["separated"]].mean() >= 0.99 * th[sub["separated"]].mean()
 
 
+@pytest.mark.slow
+def test_learned_design_beats_analytic_baselines_under_shared_scatterer_leakage():
+    """The shared-scatterer target of issue 14 at K = 4, M = 64 (pairs (0, 1), (2, 3) share 2 scatterers, as
+    multiuser_shared.yaml: loss (27), 40 refinement steps): 8 epochs of 500 draws, then 300 held-out draws. The
+    best analytic baseline (eigen beams) is clearly below the per-instance optimum of (27) (checked: <= 0.85 of
+    it on 12 draws), so the bars cannot be cleared by a trivial design: the learned sum (27) is >= 1.25x the best
+    analytic baseline's and >= 0.97 of the optimum on the mean. Measured (one thread, 39 s): 1.280x, eigen beams
+    0.780 of the optimum, PKG-Net 0.985 (worst draw 0.945; the net alone 0.801)."""
+    sc = MultiUserScenario(M=64, K=4, N_k=4, N_P=4, M_e=4, N_e=4, spread=0.06, separated_gap_range=(0.2, 0.3),
+                           overlapping_gap_range=(0.02, 0.08), p_overlapping=1.0, shared_paths=2,
+                           objective="leakage", refine_steps=40, refine_lr=0.03)
+    torch.manual_seed(0)
+    net = PKGNet([128, 128]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space())
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    for ep in range(8):
+        for i in range(10):
+            b = sc.sample(50, generator_for(0, 1, ep, i))
+            loss = -sc.skr(b, net(sc.features(b).float())).sum(-1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    test = sc.sample(300, generator_for(2024, 7))  # not seen in training
+    x = sc.features(test).float()
+    with torch.no_grad():
+        direct = sc.skr(test, net(x)).sum(-1)  # training mode: the net's own design, reported only
+    net.eval()
+    with torch.inference_mode():
+        learned = sc.skr(test, net(x)).sum(-1)
+    base = {k: sc.skr(test, d).sum(-1) for k, d in sc.baselines(test, generator_for(1)).items()}
+    best_name = max(("beam_selection", "strongest_overlapping", "eigen_beams"), key=lambda k: base[k].mean())
+    best = base[best_name]
+    assert learned.mean() >= 1.25 * best.mean(), (learned.mean(), best.mean(), best_name, direct.mean())
+    sb = {k: v[:12] for k, v in test.items()}
+    r_opt = sc.skr(sb, sc.optimum(sb, generator_for(2024, 8), steps=150, restarts=4)).sum(-1)
+    assert best[:12].mean() <= 0.85 * r_opt.mean(), (best[:12].mean(), r_opt.mean())
+    ratio = learned[:12] / r_opt
+    assert ratio.mean() >= 0.97, (ratio, direct[:12] / r_opt)
+
+
 def test_checkpoint_is_evaluated_with_other_refinement_steps_but_resumes_only_with_its_own(cli_env, tmp_path,
                                                                                           capsys):
     """refine_steps/refine_lr are evaluation-only (Scenario.evaluation_only): test and the validation-split sweep

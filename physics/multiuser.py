@@ -98,9 +98,32 @@ def _check_finite(name: str, t: torch.Tensor) -> None:
         raise ValueError(f"{name} must be finite, got non-finite values")
 
 
+def _as_tensor(name: str, X) -> torch.Tensor:
+    """A tensor, or a numpy array / nested list turned into one; ValueError naming ``name`` otherwise."""
+    if isinstance(X, torch.Tensor):
+        return X
+    try:
+        t = None if isinstance(X, str | bytes) else torch.as_tensor(X)
+    except (TypeError, ValueError, RuntimeError):
+        t = None
+    if t is None or not (t.is_floating_point() or t.is_complex()):
+        raise ValueError(f"{name} must be a real or complex tensor (or array), got {type(X).__name__}")
+    return t
+
+
+def _broadcast(**batch_shapes: torch.Size) -> torch.Size:
+    """The common batch shape of the named arguments; ValueError naming them all when they do not broadcast."""
+    try:
+        return torch.broadcast_shapes(*batch_shapes.values())
+    except RuntimeError:
+        parts = ", ".join(f"{k} {tuple(v)}" for k, v in batch_shapes.items())
+        raise ValueError(f"batch dimensions do not broadcast: {parts}") from None
+
+
 def _check_lambda(Lam: torch.Tensor, name: str = "Lambda") -> torch.Tensor:
     """Hermitian PSD check (relative tolerance 1e-8 of the largest |entry| / eigenvalue, float64 roundoff
     of sums of 6 rank-one terms is ~1e-15, so 1e-8 only rejects matrices that are not Hermitian/PSD)."""
+    Lam = _as_tensor(name, Lam)
     if Lam.ndim < 2 or Lam.shape[-1] != Lam.shape[-2]:
         raise ValueError(f"{name} must be [..., D, D], got shape {tuple(Lam.shape)}")
     Lam = Lam.to(torch.complex128)
@@ -332,10 +355,11 @@ def skr_orthogonal_pilots(U: torch.Tensor, Lambda: torch.Tensor) -> torch.Tensor
     M N_k]`` Hermitian PSD; unit noise. Returns ``[...]`` float64.
     """
     Lam = _check_lambda(Lambda)
-    U = torch.as_tensor(U).to(torch.complex128)
+    U = _as_tensor("U", U).to(torch.complex128)
     _check_semi_unitary("U", U)
     if U.shape[-2] != Lam.shape[-1]:
         raise ValueError(f"U has {U.shape[-2]} rows but Lambda is {Lam.shape[-1]} x {Lam.shape[-1]}")
+    _broadcast(U=U.shape[:-2], Lambda=Lam.shape[:-2])
     B = U.mH @ Lam @ U
     return (_pair_rate_nats(B) / LN2).real.to(torch.float64)
 
@@ -495,6 +519,7 @@ def skr_pilot_reuse(P: torch.Tensor, C: torch.Tensor, Lambda: torch.Tensor) -> t
     ``C [..., K, N_k, N_e]`` beam-domain receive matrices C~_k, ``Lambda [..., K, M N_k, M N_k]``; unit
     noise. No downlink power budget here (docs/architecture.md section 4). Returns ``[..., K]`` float64.
     """
+    Lambda = _as_tensor("Lambda", Lambda)
     if Lambda.ndim < 3:
         raise ValueError(f"Lambda must be [..., K, M N_k, M N_k], got shape {tuple(Lambda.shape)}")
     Lam = _check_lambda(Lambda)
@@ -507,7 +532,7 @@ def skr_pilot_reuse(P: torch.Tensor, C: torch.Tensor, Lambda: torch.Tensor) -> t
     if M * N_k != Lam.shape[-1]:
         raise ValueError(f"Lambda is {Lam.shape[-1]} x {Lam.shape[-1]} but M N_k = {M} x {N_k} = {M * N_k}")
     _check_design_shapes(P, C, K, M, N_k)
-    shape = torch.broadcast_shapes(P.shape[:-3], C.shape[:-3], Lam.shape[:-3])
+    shape = _broadcast(P=P.shape[:-3], C=C.shape[:-3], Lambda=Lam.shape[:-3])
     P = P.expand(*shape, *P.shape[-3:])
     C = C.expand(*shape, *C.shape[-3:])
     Lam4 = _as_lam4(Lam.expand(*shape, *Lam.shape[-3:]), M, N_k, len(shape) + 1)
@@ -527,6 +552,7 @@ def skr_leakage_aware(P: torch.Tensor, C: torch.Tensor, Lambda_joint: torch.Tens
     ``Lambda_joint [..., K, K, M N_k, M N_k]``: block (j, l) = E{vec(H~_j) vec(H~_l)^H} (UTs that share
     scatterers have nonzero off-diagonal blocks). Curious UTs do not collude (003 footnote 1). K >= 2.
     """
+    Lambda_joint = _as_tensor("Lambda_joint", Lambda_joint)
     if Lambda_joint.ndim < 4 or Lambda_joint.shape[-4] != Lambda_joint.shape[-3]:
         raise ValueError(f"Lambda_joint must be [..., K, K, D, D], got shape {tuple(Lambda_joint.shape)}")
     K, D = Lambda_joint.shape[-4], Lambda_joint.shape[-1]
@@ -539,7 +565,7 @@ def skr_leakage_aware(P: torch.Tensor, C: torch.Tensor, Lambda_joint: torch.Tens
     if M * N_k != D:
         raise ValueError(f"Lambda_joint blocks are {D} x {D} but M N_k = {M * N_k}")
     _check_design_shapes(P, C, K, M, N_k)
-    shape = torch.broadcast_shapes(P.shape[:-3], C.shape[:-3], Lambda_joint.shape[:-4])
+    shape = _broadcast(P=P.shape[:-3], C=C.shape[:-3], Lambda_joint=Lambda_joint.shape[:-4])
     P, C = P.expand(*shape, *P.shape[-3:]), C.expand(*shape, *C.shape[-3:])
     Lam4 = Lambda_joint.to(torch.complex128).expand(*shape, K, K, D, D).reshape(*shape, K, K, M, N_k, M, N_k)
     b = _reuse_blocks(P, C, Lam4, Lam4)

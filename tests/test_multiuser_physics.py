@@ -508,6 +508,12 @@ def test_bad_input_names_the_value():
         mu.leakage_ratio([0.1, 0.2], [1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match=r"noise_var must lie in \[1e-150, 1e150\].*1e\+160"):
         mu.leakage_ratio(0.5, 1e160)
+    assert torch.equal(mu.optimal_rate(Lam[0].numpy(), 2), mu.optimal_rate(Lam[0], 2))  # numpy Lambda accepted
+    with pytest.raises(ValueError, match="Lambda must be a real or complex tensor .*got str"):
+        mu.optimal_rate("Lambda", 2)
+    U2 = mu.unit_vector_design(Lam, 2)
+    with pytest.raises(ValueError, match=r"batch dimensions do not broadcast: U \(2,\), Lambda \(3,\)"):
+        mu.skr_orthogonal_pilots(U2, torch.cat([Lam, Lam[:1]]))
     with pytest.raises(ValueError, match="spacing_wavelengths must be finite"):
         mu.ula_response(4, 0.5, spacing_wavelengths=float("nan"))
     with pytest.raises(ValueError, match="alpha must be finite"):
@@ -545,6 +551,8 @@ def test_designs_with_more_than_unit_pilot_power_are_refused():
     Lam = torch.eye(32, dtype=torch.complex128).expand(2, 32, 32)
     with pytest.raises(ValueError, match="P carries more than unit pilot power"):
         mu.skr_pilot_reuse(2 * P[0], C[0], Lam)
+    with pytest.raises(ValueError, match=r"batch dimensions do not broadcast: P \(2,\), C \(2,\), Lambda \(3,\)"):
+        mu.skr_pilot_reuse(P[:2], C[:2], Lam.expand(3, 2, 32, 32))
     bad = dict(b)
     bad["power_db"] = b["power_db"].clone()
     bad["power_db"][1, 0, 0] = float("inf")

@@ -546,3 +546,27 @@ def test_checkpoint_is_evaluated_with_other_refinement_steps_but_resumes_only_wi
     # the best iterate is kept, so refinement never lowers a draw's rate: the means cannot drop below the net's
     assert min(r["mean_sum_skr_bits"] for r in res["rows"][1:]) >= res["rows"][0]["mean_sum_skr_bits"] - 1e-9
     assert (out / "sweep.png").stat().st_size > 0 and "Chosen" in (out / "sweep.md").read_text()
+
+
+def test_sweep_ratio_standard_error_matches_a_bootstrap_and_the_rule_picks_the_smallest_safe_count():
+    """The sweep's delta-method SE of mean(a) / mean(b) (paired draws) against a bootstrap of the same data, and its
+    choice rule on hand-made rows. Tolerance: the bootstrap SE from 4000 resamples has a relative sampling error of
+    about 1 / sqrt(2 * 4000) = 1.1 %, the delta method's bias at n = 400 is O(1/n); 5 % covers both."""
+    from experiments.multiuser_refine_sweep import choose, ratio_and_se
+
+    g = torch.Generator().manual_seed(3)
+    b = 20 + 4 * torch.randn(400, generator=g, dtype=torch.float64)
+    a = 1.25 * b + 2 * torch.randn(400, generator=g, dtype=torch.float64)  # correlated, as PKG-Net vs a baseline
+    r, se = ratio_and_se(a, b)
+    idx = torch.randint(0, 400, (4000, 400), generator=g)
+    boot = a[idx].mean(1) / b[idx].mean(1)
+    assert abs(r - (a.mean() / b.mean()).item()) < 1e-15
+    assert abs(se / boot.std().item() - 1) < 0.05, (se, boot.std().item())
+    rows = [{"steps": s, "lr": 0.03, "mean_sum_skr_bits": m, "ratio_to_best_baseline": q, "ratio_se": 0.007}
+            for s, m, q in ((10, 27.5, 1.216), (20, 28.3, 1.2515), (40, 28.8, 1.2726), (60, 29.0, 1.2795))]
+    # 20 steps: 1.2515 - 1.96 * 0.007 * sqrt(2) = 1.232 < 1.25; 40 steps: 1.2726 - 0.0194 = 1.2532 >= 1.25
+    assert choose(rows, 1.25, math.sqrt(2))["steps"] == 40
+    assert choose(rows, 1.25, 1.0)["steps"] == 40  # 1.2515 - 0.0137 < 1.25 still
+    assert choose(rows, 1.20, 1.0)["steps"] == 10
+    assert choose(rows, 1.30, 1.0) is None
+    assert choose(rows, None)["steps"] == 60

@@ -110,9 +110,14 @@ def _say_evaluation_settings(diff: dict, path) -> None:
         if said in _SAID:
             continue
         _SAID.add(said)
-        print(f"note: checkpoint {str(path)!r} was validated with {key} = {saved!r}; evaluating with the config's "
-              f"{key} = {here!r} (an evaluation-only setting: the trained weights do not depend on it)",
-              file=sys.stderr)
+        now = (f"the config's {key} = {here!r}" if here is not None
+               else f"the config's {key}, which its description leaves out (the default)")
+        if saved is None:
+            print(f"note: checkpoint {str(path)!r} was validated without {key}; evaluating with {now} (an "
+                  "evaluation-only setting: the trained weights do not depend on it)", file=sys.stderr)
+        else:
+            print(f"note: checkpoint {str(path)!r} was validated with {key} = {saved!r}; evaluating with {now} (an "
+                  "evaluation-only setting: the trained weights do not depend on it)", file=sys.stderr)
 
 
 class LoggerSaveConfigCallback(SaveConfigCallback):

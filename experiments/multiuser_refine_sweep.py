@@ -42,36 +42,30 @@ from experiments.cli_args import Parser, fail, positive_float, positive_int  # n
 from experiments.multiuser_figures import BASE, LABEL, cplx, designs, load_net, net_direct_design  # noqa: E402
 
 
-def int_list(text: str) -> list[int]:
-    """``type=`` for ``--steps``: comma-separated integers >= 0, no repeats."""
+def _number_list(text: str, convert, valid, what: str) -> list:
+    """Comma-separated values of ``convert``; each must pass ``valid``; no repeats (argparse ``type=`` errors)."""
     out = []
     for part in text.split(","):
         try:
-            v = int(part)
+            v = convert(part)
         except ValueError:
-            v = -1
-        if v < 0:
-            raise argparse.ArgumentTypeError(f"must be comma-separated integers >= 0, got {part!r} in {text!r}")
+            v = None
+        if v is None or not valid(v):
+            raise argparse.ArgumentTypeError(f"must be comma-separated {what}, got {part!r} in {text!r}")
         out.append(v)
     if len(set(out)) < len(out):
         raise argparse.ArgumentTypeError(f"has a repeated value: {text!r}")
     return out
+
+
+def int_list(text: str) -> list[int]:
+    """``type=`` for ``--steps``: comma-separated integers >= 0, no repeats."""
+    return _number_list(text, int, lambda v: v >= 0, "integers >= 0")
 
 
 def float_list(text: str) -> list[float]:
     """``type=`` for ``--lr``: comma-separated finite numbers > 0, no repeats."""
-    out = []
-    for part in text.split(","):
-        try:
-            v = float(part)
-        except ValueError:
-            v = float("nan")
-        if not (math.isfinite(v) and v > 0):
-            raise argparse.ArgumentTypeError(f"must be comma-separated finite numbers > 0, got {part!r} in {text!r}")
-        out.append(v)
-    if len(set(out)) < len(out):
-        raise argparse.ArgumentTypeError(f"has a repeated value: {text!r}")
-    return out
+    return _number_list(text, float, lambda v: math.isfinite(v) and v > 0, "finite numbers > 0")
 
 
 def validation_split(config: Path) -> tuple[int, int]:

@@ -368,6 +368,11 @@ def test_leakage_ratio_against_joint_covariance_and_limits():
     for s0 in (1e-8, 1e-12, 1e-16):
         gap = 1 - float(mu.leakage_ratio(1.0, s0))
         assert gap * math.log(1 / (2 * s0)) == pytest.approx(math.log(4 / 3), rel=1e-6)
+    # large noise: gamma = 2 rho^2 / s + O(1/s^2) (expanding R_l / R_h in 1/s); the factored form keeps it
+    # finite where the literal s^4 overflowed (it returned -1e100 at s = 1e100 before)
+    for rho in (0.3, 0.9, 1.0):
+        assert float(mu.leakage_ratio(rho, 1e6)) * 1e6 / (2 * rho**2) == pytest.approx(1.0, rel=1e-4)
+        assert 0.0 <= float(mu.leakage_ratio(rho, 1e100)) <= 1e-90
     # rho < 1: leakage falls again at high SNR (003 Fig. 9)
     assert float(mu.leakage_ratio(0.9, 1e-8)) < float(mu.leakage_ratio(0.9, 1e-2))
 

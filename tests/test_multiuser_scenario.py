@@ -420,6 +420,32 @@ def test_config_fast_dev_run(cli_env, config, tmp_path):
             assert math.isfinite(float(m[key])), key
 
 
+def _train_small_and_score(sc: MultiUserScenario):
+    """The slow tier's training run: 8 epochs of 500 draws (batch 50, Adam 1e-3, seed 0), then 300 held-out
+    draws (seed stream 2024, never seen in training). Returns (draws, the net's own design's sum SKR [300]
+    (training-mode forward, reported only), the learned design's [300] (evaluation mode: with refinement steps),
+    each baseline's [300])."""
+    torch.manual_seed(0)
+    net = PKGNet([128, 128]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space())
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    for ep in range(8):
+        for i in range(10):
+            b = sc.sample(50, generator_for(0, 1, ep, i))
+            loss = -sc.skr(b, net(sc.features(b).float())).sum(-1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    test = sc.sample(300, generator_for(2024, 7))
+    x = sc.features(test).float()
+    with torch.no_grad():
+        direct = sc.skr(test, net(x)).sum(-1)
+    net.eval()
+    with torch.inference_mode():
+        learned = sc.skr(test, net(x)).sum(-1)
+    base = {k: sc.skr(test, d).sum(-1) for k, d in sc.baselines(test, generator_for(1)).items()}
+    return test, direct, learned, base
+
+
 @pytest.mark.slow
 def test_learned_design_beats_analytic_baselines_on_overlapping_users():
     """8 epochs of 500 draws at K = 4, M = 64 (receive_start and refinement as in multiuser.yaml), then 300
@@ -434,24 +460,7 @@ def test_learned_design_beats_analytic_baselines_on_overlapping_users():
     sc = MultiUserScenario(M=64, K=4, N_k=4, N_P=4, M_e=4, N_e=4, spread=0.06,
                            separated_gap_range=(0.2, 0.3), overlapping_gap_range=(0.02, 0.08),
                            receive_start="eigen_shifted", refine_steps=20, refine_lr=0.03)
-    torch.manual_seed(0)
-    net = PKGNet([128, 128]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space())
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    for ep in range(8):
-        for i in range(10):
-            b = sc.sample(50, generator_for(0, 1, ep, i))
-            loss = -sc.skr(b, net(sc.features(b).float())).sum(-1).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    test = sc.sample(300, generator_for(2024, 7))  # not seen in training
-    x = sc.features(test).float()
-    with torch.no_grad():
-        direct = sc.skr(test, net(x)).sum(-1)  # still in training mode: the net's own design
-    net.eval()
-    with torch.inference_mode():
-        learned = sc.skr(test, net(x)).sum(-1)
-    base = {k: sc.skr(test, d).sum(-1) for k, d in sc.baselines(test, generator_for(1)).items()}
+    test, direct, learned, base = _train_small_and_score(sc)
     sub = sc.subsets(test)
     ov = sub["overlapping"]
     names = ("beam_selection", "strongest_overlapping", "eigen_beams")
@@ -480,24 +489,7 @@ def test_learned_design_beats_analytic_baselines_under_shared_scatterer_leakage(
     sc = MultiUserScenario(M=64, K=4, N_k=4, N_P=4, M_e=4, N_e=4, spread=0.06, separated_gap_range=(0.2, 0.3),
                            overlapping_gap_range=(0.02, 0.08), p_overlapping=1.0, shared_paths=2,
                            objective="leakage", refine_steps=40, refine_lr=0.03)
-    torch.manual_seed(0)
-    net = PKGNet([128, 128]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space())
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    for ep in range(8):
-        for i in range(10):
-            b = sc.sample(50, generator_for(0, 1, ep, i))
-            loss = -sc.skr(b, net(sc.features(b).float())).sum(-1).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    test = sc.sample(300, generator_for(2024, 7))  # not seen in training
-    x = sc.features(test).float()
-    with torch.no_grad():
-        direct = sc.skr(test, net(x)).sum(-1)  # training mode: the net's own design, reported only
-    net.eval()
-    with torch.inference_mode():
-        learned = sc.skr(test, net(x)).sum(-1)
-    base = {k: sc.skr(test, d).sum(-1) for k, d in sc.baselines(test, generator_for(1)).items()}
+    test, direct, learned, base = _train_small_and_score(sc)
     best_name = max(("beam_selection", "strongest_overlapping", "eigen_beams"), key=lambda k: base[k].mean())
     best = base[best_name]
     assert learned.mean() >= 1.25 * best.mean(), (learned.mean(), best.mean(), best_name, direct.mean())

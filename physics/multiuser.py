@@ -1090,7 +1090,8 @@ class MultiUserDesignSpace(nn.Module):
     budget), computed in the graph from the features in float64 (:func:`physics.optim.unrolled_ascent`:
     the per-instance optimum's recursion with one start and a fixed step count; the best iterate is kept,
     so it never falls below the network's own design). Training (``self.training``) optimises the
-    network's direct output; ``models.export`` traces the refinement's gradients into the exported graph.
+    network's direct output; ``models.export`` traces one refinement step (gradient included) and runs it in
+    ``torch.while_loop`` inside the exported graph.
     """
 
     RECEIVE_STARTS = ("identity", "eigen_shifted")
@@ -1105,7 +1106,7 @@ class MultiUserDesignSpace(nn.Module):
         self.objective, self.shared_paths = objective, int(shared_paths)
         self.curious = curious if curious is not None else [[] for _ in range(K)]
         self.register_buffer("pair_mask", shared_pair_mask(K, N_P, self.shared_paths).float(), persistent=False)
-        # models.export traces forward with make_fx first when a design space differentiates inside it
+        # models.export traces one refinement step with make_fx and loops it in the graph (torch.while_loop)
         self.differentiates_in_forward = self.refine_steps > 0
         self.M, self.K, self.N_k, self.N_P, self.M_e, self.N_e = M, K, N_k, N_P, M_e, N_e
         if receive_start not in self.RECEIVE_STARTS:
@@ -1205,10 +1206,11 @@ class MultiUserDesignSpace(nn.Module):
                 C = semi_unitary(cplx(p["C"]))
                 return {"P": torch.stack([P.real, P.imag], -1), "C": torch.stack([C.real, C.imag], -1)}
 
-            def objective(p: dict[str, torch.Tensor]) -> torch.Tensor:
-                return training_rates(self.objective, cplx(p["P"]), cplx(p["C"]), pth, self.curious).sum(-1)
+            def objective(p: dict[str, torch.Tensor], paths: dict[str, torch.Tensor]) -> torch.Tensor:
+                return training_rates(self.objective, cplx(p["P"]), cplx(p["C"]), paths, self.curious).sum(-1)
 
-            best, _ = unrolled_ascent(objective, project, start, self.refine_steps, self.refine_lr)
+            # the draws' path tensors go in as the ascent's context (inputs of a traced step, not constants)
+            best, _ = unrolled_ascent(objective, project, start, self.refine_steps, self.refine_lr, context=pth)
             best = {k: torch.where(ok.reshape(-1, 1, 1, 1, 1), v, original[k]) for k, v in best.items()}
         return {k: v.to(dt) for k, v in best.items()}
 

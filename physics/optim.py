@@ -12,17 +12,19 @@ Both are plain batched torch (no Lightning) and know nothing about a particular 
   written out with plain tensor operations instead of ``torch.optim``, so that it can sit inside a
   network's forward pass (a design space that refines the network's output on the true objective)
   and be traced by ``torch.fx``/``torch.export`` (no optimiser objects, no data-dependent Python
-  control flow).
+  control flow). One step is one function of the carried state, so :func:`ascent_loop_runner` can
+  replace the Python loop (``models.export`` runs one traced step in ``torch.while_loop``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
-__all__ = ["projected_ascent", "unrolled_ascent", "waterfill_allocation"]
+__all__ = ["ascent_loop_runner", "projected_ascent", "unrolled_ascent", "waterfill_allocation"]
 
 Params = dict[str, torch.Tensor]
 
@@ -202,8 +204,39 @@ def projected_ascent(
         return out, best_val.gather(0, idx[None])[0].detach()
 
 
+_loop_runner: Callable | None = None
+
+
+@contextlib.contextmanager
+def ascent_loop_runner(runner: Callable) -> Iterator[None]:
+    """Run :func:`unrolled_ascent`'s steps through ``runner(step, state, context, steps) -> state`` instead of a
+    Python loop while the context is open.
+
+    ``step(*state, *context) -> state`` is one iteration on flat tuples of tensors (the carried state: step
+    counter, parameters, both Adam moments, best iterate, best value; the context: the objective's
+    per-draw inputs), the same function the Python loop calls ``steps`` times. ``models.export`` uses this to
+    trace one step (it calls ``torch.autograd.grad``, which ``torch.export`` cannot trace) and run the traced
+    graph in ``torch.while_loop``, so the exported graph does not grow with the step count.
+    """
+    global _loop_runner
+    previous, _loop_runner = _loop_runner, runner
+    try:
+        yield
+    finally:
+        _loop_runner = previous
+
+
+def _keep_best(val: torch.Tensor, params: list[torch.Tensor], best: list[torch.Tensor],
+               best_val: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Best iterate per draw so far: the current one where its value is higher (NaN never is)."""
+    better = val > best_val
+    masks = [better.reshape(*better.shape, *([1] * (p.ndim - better.ndim))) for p in params]
+    kept = [torch.where(m, p, b) for m, p, b in zip(masks, params, best, strict=True)]
+    return kept, torch.where(better, val, best_val)
+
+
 def unrolled_ascent(
-    objective: Callable[[Params], torch.Tensor],
+    objective: Callable[..., torch.Tensor],
     project: Callable[[Params], Params],
     start: Params,
     steps: int,
@@ -211,6 +244,7 @@ def unrolled_ascent(
     final_lr_fraction: float = 0.01,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
+    context: dict[str, torch.Tensor] | None = None,
 ) -> tuple[Params, torch.Tensor]:
     """``steps`` Adam steps through ``project`` from ``start``, best projected iterate per draw kept.
 
@@ -219,13 +253,18 @@ def unrolled_ascent(
     same Adam update with bias correction, same replacement of the parameters by their projection after
     each step), written with tensor arithmetic so it can run inside ``forward`` and be traced. Gradients
     come from ``torch.autograd.grad`` on detached copies: nothing is differentiated through the steps.
+    The step counter is a tensor, so one step is the same function at every iteration: a Python loop
+    runs it here, and :func:`ascent_loop_runner` can hand it to ``torch.while_loop`` instead.
 
     Args:
-        objective: ``params -> values [...]`` (one value per draw). ``params`` are real tensors (a complex
-            design as a trailing real/imaginary dimension) whose leading dimensions are the draws'.
+        objective: ``params -> values [...]`` (one value per draw), or ``(params, context) -> values`` when
+            ``context`` is given. ``params`` are real tensors (a complex design as a trailing
+            real/imaginary dimension) whose leading dimensions are the draws'.
         project: ``params -> params``, differentiable and idempotent.
         start: the starting point (any values; projected first).
         steps: number of Adam steps (>= 0).
+        context: tensors the objective reads besides the parameters (the draws' statistics). Pass them here
+            rather than closing over them, so that a traced step takes them as inputs.
 
     Returns:
         ``(best, values)``: the best projected iterate per draw among the projected start and the
@@ -235,38 +274,50 @@ def unrolled_ascent(
         raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
     if not (lr > 0 and math.isfinite(float(lr))):
         raise ValueError(f"lr must be finite and > 0, got {lr!r}")
-    keys = list(start)
+    steps = int(steps)
+    keys, ctx_keys = list(start), list(context or {})
+    n = len(keys)
     b1, b2 = betas
     lr_min = lr * final_lr_fraction
-    with torch.enable_grad():
-        params = {k: v.detach() for k, v in project({k: v.detach() for k, v in start.items()}).items()}
-        m1 = {k: torch.zeros_like(v) for k, v in params.items()}
-        m2 = {k: torch.zeros_like(v) for k, v in params.items()}
-        best, best_val = dict(params), None
-        for t in range(int(steps) + 1):
-            leaf = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-            projected = project(leaf)
-            val = objective(projected)
-            # the projection is idempotent, so val is the objective of the current (projected) iterate
-            if best_val is None:
-                best_val = val.detach()
-            else:
-                better = val.detach() > best_val
-                best_val = torch.where(better, val.detach(), best_val)
-                for k in keys:
-                    mask = better.reshape(*better.shape, *([1] * (params[k].ndim - better.ndim)))
-                    best[k] = torch.where(mask, params[k], best[k])
-            if t == int(steps):
-                break
-            grads = torch.autograd.grad(-val.sum(), [leaf[k] for k in keys])
-            # torch.optim.lr_scheduler.CosineAnnealingLR's closed form at step t (T_max = steps)
-            rate = lr_min + (lr - lr_min) * (1 + math.cos(math.pi * t / max(int(steps), 1))) / 2
-            stepped = {}
-            for k, g in zip(keys, grads, strict=True):
-                m1[k] = b1 * m1[k] + (1 - b1) * g
-                m2[k] = b2 * m2[k] + (1 - b2) * g * g
-                mhat = m1[k] / (1 - b1 ** (t + 1))
-                denom = torch.sqrt(m2[k] / (1 - b2 ** (t + 1))) + eps
-                stepped[k] = params[k] - rate * mhat / denom
-            params = {k: v.detach() for k, v in project(stepped).items()}
-    return {k: v.detach() for k, v in best.items()}, best_val
+
+    def value(params: list[torch.Tensor], ctx: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        p = project(dict(zip(keys, params, strict=True)))
+        return objective(p, dict(zip(ctx_keys, ctx, strict=True))) if context is not None else objective(p)
+
+    def step(*flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """One iteration on ``(t, params, m1, m2, best, best_val, *context)``: value and best at the current
+        iterate, then one Adam step and the projection."""
+        t, params, m1, m2 = flat[0], list(flat[1:1 + n]), list(flat[1 + n:1 + 2 * n]), list(flat[1 + 2 * n:1 + 3 * n])
+        best, best_val, ctx = list(flat[1 + 3 * n:1 + 4 * n]), flat[1 + 4 * n], flat[2 + 4 * n:]
+        with torch.enable_grad():
+            leaf = [v.detach().requires_grad_(True) for v in params]
+            val = value(leaf, ctx)  # the projection is idempotent: the objective of the current iterate
+            grads = torch.autograd.grad(-val.sum(), leaf)
+        best, best_val = _keep_best(val.detach(), params, best, best_val)
+        # torch.optim.lr_scheduler.CosineAnnealingLR's closed form at step t (T_max = steps)
+        rate = lr_min + (lr - lr_min) * (1 + torch.cos(math.pi * t / max(steps, 1))) / 2
+        c1, c2 = 1 - torch.pow(b1, t + 1), 1 - torch.pow(b2, t + 1)
+        stepped = {}
+        for i, (k, g) in enumerate(zip(keys, grads, strict=True)):
+            m1[i] = b1 * m1[i] + (1 - b1) * g
+            m2[i] = b2 * m2[i] + (1 - b2) * g * g
+            stepped[k] = params[i] - rate * (m1[i] / c1) / (torch.sqrt(m2[i] / c2) + eps)
+        new = project(stepped)
+        return (t + 1, *[new[k].detach() for k in keys], *[v.detach() for v in (*m1, *m2, *best)], best_val.detach())
+
+    ctx = tuple((context or {})[k].detach() for k in ctx_keys)
+    with torch.no_grad():
+        params = [v.detach() for v in project({k: v.detach() for k, v in start.items()}).values()]
+        start_val = value(params, ctx)  # step 0 compares with this: the start is kept unless a step beats it
+    t = torch.zeros((), dtype=torch.float64, device=params[0].device)
+    state = (t, *params, *[torch.zeros_like(v) for v in params], *[torch.zeros_like(v) for v in params],
+             *[v.clone() for v in params], start_val)  # no aliased entries: a tracer would merge them
+    if _loop_runner is not None:
+        state = tuple(_loop_runner(step, state, ctx, steps))
+    else:
+        for _ in range(steps):
+            state = step(*state, *ctx)
+    params, best, best_val = list(state[1:1 + n]), list(state[1 + 3 * n:1 + 4 * n]), state[1 + 4 * n]
+    with torch.no_grad():
+        best, best_val = _keep_best(value(params, ctx), params, best, best_val)
+    return dict(zip(keys, best, strict=True)), best_val

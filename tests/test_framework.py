@@ -26,7 +26,7 @@ from models.export import load_metadata
 from models.pkgnet import PKGNet, PKGNetModule
 from physics import irs
 from physics.arrays import irs_correlation
-from physics.optim import projected_ascent, unrolled_ascent
+from physics.optim import ascent_loop_runner, projected_ascent, unrolled_ascent
 from physics.scenarios import IRSScenario, Scenario, check_description, generator_for, total_skr
 
 REPO = Path(__file__).resolve().parents[1]
@@ -245,6 +245,45 @@ def test_unrolled_ascent_is_the_optimisers_recursion_written_out():
     _, val = unrolled_ascent(objective, project, start, steps=400, lr=0.05)
     assert torch.allclose(val, torch.linalg.eigvalsh(A)[:, -1], atol=1e-6)
     assert torch.all(val >= objective(project(start)))
+
+
+def test_unrolled_ascent_runs_one_step_function_under_any_loop_runner():
+    """With a context the objective takes it as an argument; a runner installed by ascent_loop_runner gets the
+    step function, the carried state and the context, and stepping by hand gives the Python loop's result
+    exactly. The runner is removed when the block ends, also after an error."""
+    g = torch.Generator().manual_seed(4)
+    A = torch.randn(3, 4, 4, generator=g, dtype=torch.float64)
+    A = A + A.mT
+    start = {"x": torch.randn(3, 4, generator=g, dtype=torch.float64)}
+
+    def objective(p, ctx):
+        return torch.einsum("...i,...ij,...j->...", p["x"], ctx["A"], p["x"])
+
+    def project(p):
+        return {"x": p["x"] / p["x"].norm(dim=-1, keepdim=True)}
+
+    ref, ref_val = unrolled_ascent(lambda p: objective(p, {"A": A}), project, start, steps=6, lr=0.05)
+    seen = []
+
+    def by_hand(step, state, context, steps):
+        seen.append((len(state), len(context), steps))
+        for _ in range(steps):
+            state = step(*state, *context)
+        return state
+
+    with ascent_loop_runner(by_hand):
+        got, val = unrolled_ascent(objective, project, start, steps=6, lr=0.05, context={"A": A})
+    # state: step counter, parameters, both Adam moments, best iterate, best value; context: A
+    assert seen == [(6, 1, 6)]
+    assert torch.equal(val, ref_val) and torch.equal(got["x"], ref["x"])
+
+    def broken(step, state, context, steps):
+        raise RuntimeError("runner failed")
+
+    with pytest.raises(RuntimeError, match="runner failed"), ascent_loop_runner(broken):
+        unrolled_ascent(objective, project, start, steps=2, lr=0.05, context={"A": A})
+    again, _ = unrolled_ascent(lambda p: objective(p, {"A": A}), project, start, steps=6, lr=0.05)
+    assert torch.equal(again["x"], ref["x"])
 
 
 @pytest.mark.parametrize("bad", [{"steps": -1}, {"steps": 2.5}, {"lr": 0.0}, {"lr": float("nan")}])

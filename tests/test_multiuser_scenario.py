@@ -317,7 +317,7 @@ def test_receive_start_is_shifted_eigen_beams():
                                                                 marks=pytest.mark.slow)])
 def test_design_space_exports_and_round_trips(tmp_path, receive_start, refine):
     """torch.export of the whole net (raw features -> P, C), save/load, same outputs; no complex outputs.
-    With refinement the gradient steps are traced into the graph (make_fx, then torch.export)."""
+    With refinement one gradient step is traced (make_fx) and run in torch.while_loop inside the graph."""
     from models.export import export_pkgnet
 
     sc = MultiUserScenario(M=16, K=2, N_k=2, N_P=2, M_e=2, N_e=2,  # tracing unrolls Gram-Schmidt: keep it small
@@ -335,6 +335,34 @@ def test_design_space_exports_and_round_trips(tmp_path, receive_start, refine):
     for k in ("P", "C"):
         assert not got[k].is_complex() and got[k].shape == ref[k].shape
         assert torch.allclose(got[k], ref[k], atol=1e-6)
+
+
+def test_exported_refinement_is_one_step_in_a_loop(tmp_path):
+    """The exported graph holds one traced step inside torch.while_loop, so its size does not depend on
+    refine_steps; with 2 and 9 steps the program equals the module exactly (same float64 operations in the
+    same order), and the two step counts give different designs, so the loop really runs 2 and 9 steps."""
+    from models.export import export_pkgnet
+
+    x = None
+    nodes, outs = {}, {}
+    for steps in (2, 9):
+        sc = MultiUserScenario(M=16, K=2, N_k=2, N_P=2, M_e=2, N_e=2, refine_steps=steps)
+        torch.manual_seed(0)
+        net = PKGNet([16]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space()).eval()
+        export_pkgnet(net, sc, tmp_path / f"mu{steps}.pt2")
+        prog = torch.export.load(tmp_path / f"mu{steps}.pt2")
+        graphs = [m.graph for m in prog.graph_module.modules() if isinstance(m, torch.fx.GraphModule)]
+        nodes[steps] = sum(len(g.nodes) for g in graphs)
+        assert any(n.target is torch.ops.higher_order.while_loop for g in graphs for n in g.nodes)
+        x = sc.features(sc.sample(5, generator_for(12))).float() if x is None else x
+        got = dict(zip(("P", "C"), prog.module()(x), strict=True))
+        with torch.no_grad():
+            ref = net(x)
+        for k in ("P", "C"):
+            assert torch.equal(got[k], ref[k]), (steps, k)
+        outs[steps] = got["P"]
+    assert nodes[2] == nodes[9]
+    assert (outs[2] - outs[9]).abs().max() > 1e-3
 
 
 def test_path_tensors_match_the_steering_vectors_and_the_pair_covariance():

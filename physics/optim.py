@@ -19,6 +19,7 @@ Both are plain batched torch (no Lightning) and know nothing about a particular 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 from collections.abc import Callable, Iterator
 
@@ -204,7 +205,8 @@ def projected_ascent(
         return out, best_val.gather(0, idx[None])[0].detach()
 
 
-_loop_runner: Callable | None = None
+# a context variable, not a module global: a runner installed in one thread (an export) leaves others alone
+_loop_runner: contextvars.ContextVar[Callable | None] = contextvars.ContextVar("ascent_loop_runner", default=None)
 
 
 @contextlib.contextmanager
@@ -218,12 +220,11 @@ def ascent_loop_runner(runner: Callable) -> Iterator[None]:
     trace one step (it calls ``torch.autograd.grad``, which ``torch.export`` cannot trace) and run the traced
     graph in ``torch.while_loop``, so the exported graph does not grow with the step count.
     """
-    global _loop_runner
-    previous, _loop_runner = _loop_runner, runner
+    token = _loop_runner.set(runner)
     try:
         yield
     finally:
-        _loop_runner = previous
+        _loop_runner.reset(token)
 
 
 def _keep_best(val: torch.Tensor, params: list[torch.Tensor], best: list[torch.Tensor],
@@ -312,8 +313,9 @@ def unrolled_ascent(
     t = torch.zeros((), dtype=torch.float64, device=params[0].device)
     state = (t, *params, *[torch.zeros_like(v) for v in params], *[torch.zeros_like(v) for v in params],
              *[v.clone() for v in params], start_val)  # no aliased entries: a tracer would merge them
-    if _loop_runner is not None:
-        state = tuple(_loop_runner(step, state, ctx, steps))
+    runner = _loop_runner.get()
+    if runner is not None:
+        state = tuple(runner(step, state, ctx, steps))
     else:
         for _ in range(steps):
             state = step(*state, *ctx)

@@ -310,8 +310,8 @@ def test_receive_start_is_shifted_eigen_beams():
         MultiUserScenario(receive_start="eigen")
 
 
+# refinement with (30) round-trips in test_exported_refinement_is_one_step_in_a_loop (2 and 9 steps)
 @pytest.mark.parametrize("receive_start,refine", [("identity", {}), ("eigen_shifted", {}),
-                                                   ("identity", {"refine_steps": 2}),
                                                    pytest.param("identity", {"refine_steps": 1, "shared_paths": 1,
                                                                              "objective": "leakage"},
                                                                 marks=pytest.mark.slow)])

@@ -308,7 +308,8 @@ def unrolled_ascent(
 
     ctx = tuple((context or {})[k].detach() for k in ctx_keys)
     with torch.no_grad():
-        params = [v.detach() for v in project({k: v.detach() for k, v in start.items()}).values()]
+        projected = project({k: v.detach() for k, v in start.items()})
+        params = [projected[k].detach() for k in keys]
         start_val = value(params, ctx)  # step 0 compares with this: the start is kept unless a step beats it
     t = torch.zeros((), dtype=torch.float64, device=params[0].device)
     state = (t, *params, *[torch.zeros_like(v) for v in params], *[torch.zeros_like(v) for v in params],

@@ -121,7 +121,17 @@ def _say_evaluation_settings(diff: dict, path) -> None:
 
 
 class LoggerSaveConfigCallback(SaveConfigCallback):
-    """Also sends the parsed config to the experiment tracker (W&B run config)."""
+    """Saves the parsed config beside the run's checkpoints and sends it to the experiment tracker (W&B run config).
+
+    ``config.yaml`` is the training run's record, written by ``fit`` only: scripts rebuild the run's validation
+    split from it (``experiments.multiuser_refine_sweep``). ``validate``/``test``/``predict`` write
+    ``config_<stage>.yaml`` beside it, so evaluating with other draws or settings never rewrites the record.
+    """
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        name = getattr(stage, "value", stage)  # Lightning passes a TrainerFn ("fit", "validate", "test", "predict")
+        self.config_filename = "config.yaml" if name == "fit" else f"config_{name}.yaml"
+        super().setup(trainer, pl_module, stage)
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if trainer.logger is not None:

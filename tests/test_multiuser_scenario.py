@@ -541,10 +541,15 @@ def test_checkpoint_is_evaluated_with_other_refinement_steps_but_resumes_only_wi
     ckpts = tmp_path / "runs" / "pkgnet" / "multiuser" / "checkpoints"
     last = ckpts / "last.ckpt"
     before = {p.name: p.read_bytes() for p in ckpts.iterdir()}
+    record = (ckpts.parent / "config.yaml").read_bytes()
     capsys.readouterr()
-    cli = cli_env.main(["test", "--config", config, *FAST, f"{steps}=5", f"--ckpt_path={last}"])
+    cli = cli_env.main(["test", "--config", config, *FAST, f"{steps}=5", f"--ckpt_path={last}",
+                        "--data.init_args.val_draws=10"])
     err = capsys.readouterr().err
     assert "validated with refine_steps = 2" in err and "config's refine_steps = 5" in err
+    # the fit's config.yaml is the run's record: test writes its own config_test.yaml beside it
+    assert (ckpts.parent / "config.yaml").read_bytes() == record
+    assert "refine_steps: 5" in (ckpts.parent / "config_test.yaml").read_text()
     assert cli.model.scenario.refine_steps == 5 and math.isfinite(float(cli.trainer.callback_metrics["test/skr_bits"]))
     with pytest.raises(SystemExit):
         cli_env.main(["fit", "--config", config, *FAST, f"{steps}=5", "--trainer.max_epochs=2", "--ckpt_path=last"])

@@ -891,8 +891,11 @@ def eigen_beams_from_paths(u: torch.Tensor, v: torch.Tensor, g: torch.Tensor, M_
         out = vecs[..., :r]
         if k > r:  # complete with the DFT beams of largest power outside the span, then re-orthonormalise
             extra = torch.eye(X.shape[-1], dtype=X.dtype, device=X.device).expand(*out.shape[:-1], X.shape[-1])
-            out = semi_unitary(torch.cat([out, extra], -1))[..., :k]
-        return out
+            return semi_unitary(torch.cat([out, extra], -1))[..., :k]
+        # a column of a tiny eigenvalue carries a relative error ~ eps lam_max / lam_i (two paths at almost the
+        # same angle: 1e-3 seen in 1000 draws, so the "semi-unitary" design had more than unit power); QR keeps
+        # the accurate leading columns (positive diagonal: same phases) and re-orthonormalises the tail
+        return semi_unitary(out)
 
     return top(v, _check_int("M_e", M_e)), top(u, _check_int("N_e", N_e))
 

@@ -570,3 +570,24 @@ def test_designs_with_more_than_unit_pilot_power_are_refused():
 # --------------------------------------------------------------------------------------------
 # the ninth NIST test of 003 Table I (keygen/randomness.py, appended for 003)
 # --------------------------------------------------------------------------------------------
+
+
+def test_eigen_beams_from_paths_stay_semi_unitary_when_two_paths_almost_coincide():
+    """The path form of the eigen beams (eigenpairs of the small N_P x N_P Gram matrix) against eigh of the full
+    beam-domain covariance R~_BS = V^T diag(g) conj(V) (the literal form): same leading subspace. Two paths 1e-9
+    apart in sin(AoD) make the Gram matrix's smallest eigenvalue ~1e-16 of the largest; the design must still be
+    semi-unitary (it used to carry 1.001 of unit power, found on 1 draw of 1000). Float64: the orthonormality
+    tolerance 1e-12 is ~1e4 eps; the subspace overlap of the leading, well-separated eigenvalue is ~eps."""
+    M, N = 32, 4
+    aod = torch.tensor([[0.3, 0.3 + 1e-9, -0.4, 0.7]], dtype=torch.float64)
+    aoa = torch.tensor([[0.1, 0.1 + 1e-9, 0.5, -0.2]], dtype=torch.float64)
+    g = torch.tensor([[1e3, 1.0, 10.0, 1e-2]], dtype=torch.float64)
+    u, v = mu.beam_vectors(aoa, aod, N, M)
+    for M_e, N_e in ((4, 4), (3, 2), (6, 4)):
+        P, C = mu.eigen_beams_from_paths(u, v, g, M_e, N_e)
+        for X, e in ((P, M_e), (C, N_e)):
+            assert torch.allclose(X.mH @ X, torch.eye(e, dtype=X.dtype).expand_as(X.mH @ X), atol=1e-12)
+        R_bs, _ = mu.beam_covariances(u, v, g)
+        lam, V = torch.linalg.eigh(R_bs)
+        top = V[..., -1]  # the 1e3 path's direction, far from the other eigenvalues
+        assert ((top.conj()[..., None, :] @ P[..., :1]).abs().squeeze() - 1).abs().max() < 1e-9

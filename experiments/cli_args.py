@@ -28,6 +28,19 @@ def fail(message: str) -> None:
     raise SystemExit(2)
 
 
+def check_out_folder(out: Path, record: str, overwrite: bool) -> None:
+    """Check a script's ``--out`` before any work: a folder (or a new name) whose parent exists, and not one that
+    already holds this script's ``record`` file (``results.md``, ``sweep.json``) unless ``overwrite``: a smoke
+    run or a stray command must not replace published results."""
+    if out.exists() and not out.is_dir():
+        fail(f"--out {str(out)!r} exists and is not a folder")
+    if not out.parent.exists():
+        fail(f"--out: parent folder {str(out.parent)!r} does not exist")
+    if (out / record).exists() and not overwrite:
+        fail(f"--out {str(out)!r} already holds results ({record}); pass --overwrite to replace them, or give "
+             "another --out")
+
+
 def _int_at_least(text: str, low: int) -> int:
     try:
         value = int(text)

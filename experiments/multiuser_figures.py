@@ -46,6 +46,7 @@ import torch  # noqa: E402
 
 from experiments.cli_args import (  # noqa: E402
     Parser,
+    check_out_folder,
     checkpoint_arg,
     fail,
     nonnegative_int,
@@ -599,7 +600,9 @@ def main(argv=None) -> None:
                    help="evaluate --shared-ckpt (and --shared-reuse-ckpt) with this many refinement steps, e.g. "
                         "the value chosen on the validation split by experiments.multiuser_refine_sweep")
     p.add_argument("--shared-refine-lr", type=positive_float, default=None, help="and this step size")
-    p.add_argument("--out", type=Path, default=Path("results/multiuser_003"))
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default results/multiuser_003; with --quick outputs/multiuser_003_quick)")
+    p.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
     p.add_argument("--draws", default=200, type=positive_int)
     p.add_argument("--optimum-draws", default=16, type=positive_int)
     p.add_argument("--optimum-steps", default=100, type=positive_int)
@@ -616,8 +619,10 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     if args.quick:
         draws, opt_draws, opt_steps, n_keys, rounds = 8, 2, 3, 100, 5
-    if not args.out.parent.exists():
-        fail(f"--out: parent folder {str(args.out.parent)!r} does not exist")
+    if args.out is None:
+        args.out = Path("outputs/multiuser_003_quick" if args.quick else "results/multiuser_003")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+    check_out_folder(args.out, "results.md", args.overwrite)
     net, sc = load_net(args.ckpt, "ckpt", args.refine_steps, args.refine_lr)
     sh_net, sh_sc = load_net(args.shared_ckpt, "shared-ckpt", args.shared_refine_steps, args.shared_refine_lr)
     shr_net, shr_sc = load_net(args.shared_reuse_ckpt, "shared-reuse-ckpt")

@@ -38,7 +38,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from experiments.cli_args import Parser, fail, positive_float, positive_int  # noqa: E402
+from experiments.cli_args import Parser, check_out_folder, fail, positive_float, positive_int  # noqa: E402
 from experiments.multiuser_figures import BASE, LABEL, cplx, designs, load_net, net_direct_design  # noqa: E402
 
 
@@ -124,14 +124,14 @@ def main(argv=None) -> None:
     p.add_argument("--heldout-draws", type=positive_int, default=None,
                    help="size of the held-out set the target must hold on (default: as many as validation)")
     p.add_argument("--out", type=Path, default=Path("results/multiuser_003/refine_sweep"))
+    p.add_argument("--overwrite", action="store_true", help="replace a sweep already in --out")
     p.add_argument("--threads", type=positive_int, default=1)
     args = p.parse_args(argv)
+    check_out_folder(args.out, "sweep.json", args.overwrite)
     net, sc = load_net(args.ckpt, "ckpt")
     config = args.config if args.config is not None else args.ckpt.parent.parent / "config.yaml"
     if not config.is_file():
         fail(f"--config {str(config)!r} is not a file (give the run's config.yaml with --config)")
-    if not args.out.parent.exists():
-        fail(f"--out: parent folder {str(args.out.parent)!r} does not exist")
     val_draws, seed = validation_split(config)
     torch.set_num_threads(args.threads)
 

@@ -29,7 +29,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from experiments.cli_args import Parser, checkpoint_arg, fail, positive_int  # noqa: E402
+from experiments.cli_args import Parser, check_out_folder, checkpoint_arg, fail, positive_int  # noqa: E402
 from physics.nearfield import NearFieldScenario  # noqa: E402
 from physics.seeding import generator_for  # noqa: E402
 
@@ -128,6 +128,7 @@ def main(argv=None) -> None:
     src.add_argument("--ckpt", type=Path, help="checkpoint of configs/pkgnet/nearfield.yaml")
     src.add_argument("--pt2", type=Path, help="exported PKG-Net (.pt2) of the nearfield config")
     parser.add_argument("--out", type=Path, default=Path("results/nearfield_004"), help="output folder (created)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
     parser.add_argument("--pt-points", default=41, type=positive_int,
                         help="points on Fig. 3's P_t axis (default 41: 1 dB steps)")
     parser.add_argument("--re-points", default=121, type=positive_int,
@@ -144,8 +145,7 @@ def main(argv=None) -> None:
     for name, n in (("--pt-points", n_pt), ("--re-points", n_re), ("--psi-points", n_psi)):
         if n < 2:
             fail(f"{name} must be >= 2 (an axis needs two points), got {n}")
-    if args.out.exists() and not args.out.is_dir():
-        fail(f"--out {str(args.out)!r} exists and is not a folder")
+    check_out_folder(args.out, "results.md", args.overwrite)
     net, sc, source = load_net(args)
     if sc.N != 256 or sc.carrier_hz != 30e9 or any(s != -105.0 for s in sc.sigma_dbm):
         print(f"note: the net's scenario (N {sc.N}, {sc.carrier_hz:g} Hz, noise {sc.sigma_dbm} dBm) is not 004's "

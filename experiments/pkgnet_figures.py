@@ -30,7 +30,7 @@ import torch  # noqa: E402
 from lightning.pytorch.callbacks import EarlyStopping  # noqa: E402
 
 from datamodules.scenario import ScenarioDataModule  # noqa: E402
-from experiments.cli_args import Parser, nonnegative_int, positive_int  # noqa: E402
+from experiments.cli_args import Parser, check_out_folder, nonnegative_int, positive_int  # noqa: E402
 from models.checkpoints import check_record, load_checkpoint  # noqa: E402
 from models.pkgnet import PKGNet, PKGNetModule  # noqa: E402
 from physics import irs  # noqa: E402
@@ -320,14 +320,14 @@ def main(argv=None) -> None:
     parser = Parser(description="Regenerate the PKG-Net figures of papers 000 and 001.")
     parser.add_argument("--paper", choices=["000", "001"], required=True)
     parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
     parser.add_argument("--runs", type=Path, default=Path("runs/figures"), help="checkpoint cache folder")
     parser.add_argument("--quick", action="store_true", help="30 epochs and fewer sweep points")
     parser.add_argument("--epochs", type=positive_int, default=None, help="override the max epochs")
     parser.add_argument("--seed", type=nonnegative_int, default=0)
     args = parser.parse_args(argv)
     epochs = args.epochs if args.epochs is not None else (30 if args.quick else 100)
-    if args.out.exists() and not args.out.is_dir():
-        parser.error(f"argument --out: {str(args.out)!r} exists and is not a folder")
+    check_out_folder(args.out, "results.md", args.overwrite)
     args.out.mkdir(parents=True, exist_ok=True)
     hidden = [100, 100] if args.paper == "001" else [200, 200]
     runner = Runner(args.runs / f"paper{args.paper}", epochs, hidden, args.seed)

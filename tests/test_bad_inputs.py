@@ -390,7 +390,7 @@ SCRIPT_CASES = [
     ("experiments.multiuser_refine_sweep", ["--ckpt", "x.ckpt", "--lr", "0.03,inf"], ["--lr", "inf"]),
     ("experiments.multiuser_refine_sweep", ["--ckpt", "x.ckpt", "--target", "-1"], ["--target", "-1"]),
     ("experiments.multiuser_refine_sweep", ["--ckpt", "x.ckpt", "--heldout-draws", "0"], ["--heldout-draws"]),
-    ("experiments.multiuser_refine_sweep", ["--ckpt", "x.ckpt"], ["--ckpt", "x.ckpt", "not a file"]),
+    ("experiments.multiuser_refine_sweep", ["--ckpt", "x.ckpt", "--out", "sweep"], ["--ckpt", "x.ckpt", "not a file"]),
     ("benchmarks.skr_cost", ["--batch", "0"], ["--batch", "0"]),
     ("benchmarks.skr_cost", ["--repeats", "-1"], ["--repeats", "-1"]),
     ("benchmarks.kgnet_throughput", ["--seconds", "0"], ["--seconds", "0"]),
@@ -409,6 +409,37 @@ def test_scripts_refuse_zero_and_negative_counts(env, capsys, module, args, need
 
     mod = importlib.import_module(module)
     expect_error(capsys, env["root"], lambda: mod.main(args), *needles)
+
+
+def test_scripts_never_replace_published_results_without_overwrite(env, capsys):
+    """A figure script or the sweep pointed at a folder that already holds its results (the default --out is the
+    published results folder) stops before any work unless --overwrite is given; an --out that is a file is
+    refused before any work too (it used to fail after the whole sweep). --quick writes elsewhere by default."""
+    import importlib
+
+    root = env["root"]
+    pub = root / "published"
+    pub.mkdir(exist_ok=True)
+    (pub / "results.md").write_text("published numbers\n")
+    (pub / "sweep.json").write_text("{}\n")
+    for module, args, record in (
+            ("experiments.multiuser_figures", ["--quick"], "results.md"),
+            ("experiments.multiuser_refine_sweep", ["--ckpt", "x.ckpt"], "sweep.json"),
+            ("experiments.nearfield_figures", ["--ckpt", "x.ckpt"], "results.md"),
+            ("experiments.pkgnet_figures", ["--paper", "001"], "results.md")):
+        mod = importlib.import_module(module)
+        expect_error(capsys, root, lambda m=mod, a=args: m.main([*a, "--out", str(pub)]), "already holds results",
+                     record, "--overwrite")
+        expect_error(capsys, root, lambda m=mod, a=args: m.main([*a, "--out", "keep/model.pt2"]), "keep/model.pt2",
+                     "is not a folder")
+    from experiments import multiuser_figures
+
+    published = root / "results" / "multiuser_003" / "results.md"
+    published.parent.mkdir(parents=True, exist_ok=True)
+    published.write_text("published numbers\n")
+    multiuser_figures.main(["--quick"])  # a smoke run: its default folder is not the published one
+    assert published.read_text() == "published numbers\n"
+    assert (root / "outputs" / "multiuser_003_quick" / "results.md").stat().st_size > 0
 
 
 # --------------------------------------------------------------------------------------------

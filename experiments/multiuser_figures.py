@@ -621,11 +621,15 @@ def main(argv=None) -> None:
         draws, opt_draws, opt_steps, n_keys, rounds = 8, 2, 3, 100, 5
     if args.out is None:
         args.out = Path("outputs/multiuser_003_quick" if args.quick else "results/multiuser_003")
-        args.out.parent.mkdir(parents=True, exist_ok=True)
+        if args.quick:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
     check_out_folder(args.out, "results.md", args.overwrite)
     net, sc = load_net(args.ckpt, "ckpt", args.refine_steps, args.refine_lr)
     sh_net, sh_sc = load_net(args.shared_ckpt, "shared-ckpt", args.shared_refine_steps, args.shared_refine_lr)
     shr_net, shr_sc = load_net(args.shared_reuse_ckpt, "shared-reuse-ckpt")
+    if sc is not None and sc.shared_paths:
+        fail(f"--ckpt {str(args.ckpt)!r} is a shared-scatterer checkpoint (shared_paths = {sc.shared_paths}, objective "
+             f"{sc.objective!r}); pass it as --shared-ckpt (trained on (27)) or --shared-reuse-ckpt (on (30))")
     if sh_sc is not None and sh_sc.objective != "leakage":
         fail(f"--shared-ckpt was trained with objective {sh_sc.objective!r}, expected 'leakage'")
     if shr_sc is not None and (shr_sc.objective != "reuse" or not shr_sc.shared_paths):

@@ -40,6 +40,7 @@ import torch  # noqa: E402
 
 from experiments.cli_args import Parser, check_out_folder, fail, positive_float, positive_int  # noqa: E402
 from experiments.multiuser_figures import BASE, LABEL, cplx, designs, load_net, net_direct_design  # noqa: E402
+from physics.multiuser import MAX_REFINE_STEPS  # noqa: E402
 
 
 def _number_list(text: str, convert, valid, what: str) -> list:
@@ -59,8 +60,8 @@ def _number_list(text: str, convert, valid, what: str) -> list:
 
 
 def int_list(text: str) -> list[int]:
-    """``type=`` for ``--steps``: comma-separated integers >= 0, no repeats."""
-    return _number_list(text, int, lambda v: v >= 0, "integers >= 0")
+    """``type=`` for ``--steps``: comma-separated integers in [0, MAX_REFINE_STEPS], no repeats."""
+    return _number_list(text, int, lambda v: 0 <= v <= MAX_REFINE_STEPS, f"integers in [0, {MAX_REFINE_STEPS}]")
 
 
 def float_list(text: str) -> list[float]:

@@ -52,6 +52,7 @@ from torch import nn
 from physics.montecarlo import gaussian_mi_bits_from_samples
 from physics.optim import projected_ascent, unrolled_ascent
 from physics.scenarios import Batch, Scenario, _check_range, check_real
+from physics.seeding import check_generator
 from physics.units import LN2
 
 __all__ = [
@@ -83,6 +84,11 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
+#: Upper bound on the in-graph refinement steps: a typo (an extra zero) must not turn an evaluation into hours
+#: that one validation batch never returns from (Lightning's SIGTERM handler acts between batches only).
+MAX_REFINE_STEPS = 1000
+
+
 def _check_int(name: str, value, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         if not (isinstance(value, float) and value.is_integer()):
@@ -92,6 +98,15 @@ def _check_int(name: str, value, low: int = 1) -> int:
         raise ValueError(f"{name} must be an integer >= {low}, got {value}")
     return value
 
+
+
+def _check_refine_steps(value) -> int:
+    steps = _check_int("refine_steps", value, low=0)
+    if steps > MAX_REFINE_STEPS:
+        raise ValueError(f"refine_steps must be <= {MAX_REFINE_STEPS}, got {value!r}: each step is one gradient of "
+                         "the objective per draw (~4 ms at M = 128, K = 6), run in every evaluation; the per-instance "
+                         "optimum uses 100-400")
+    return steps
 
 def _check_finite(name: str, t: torch.Tensor) -> None:
     if not torch.all(torch.isfinite(torch.view_as_real(t) if t.is_complex() else t)):
@@ -1104,7 +1119,7 @@ class MultiUserDesignSpace(nn.Module):
                  refine_lr: float = 0.03, objective: str = "reuse", shared_paths: int = 0,
                  curious: list[list[int]] | None = None):
         super().__init__()
-        self.refine_steps = _check_int("refine_steps", refine_steps, low=0)
+        self.refine_steps = _check_refine_steps(refine_steps)
         self.refine_lr = check_real("refine_lr", refine_lr, low=0.0, low_inclusive=False)
         self.objective, self.shared_paths = objective, int(shared_paths)
         self.curious = curious if curious is not None else [[] for _ in range(K)]
@@ -1300,7 +1315,7 @@ class MultiUserScenario(Scenario):
                  overlap_threshold_db: float = -20.0, receive_start: str = "identity", refine_steps: int = 0,
                  refine_lr: float = 0.03):
         self.M, self.K, self.N_k = _check_int("M", M), _check_int("K", K), _check_int("N_k", N_k)
-        self.refine_steps = _check_int("refine_steps", refine_steps, low=0)
+        self.refine_steps = _check_refine_steps(refine_steps)
         self.refine_lr = check_real("refine_lr", refine_lr, low=0.0, low_inclusive=False)
         if receive_start not in MultiUserDesignSpace.RECEIVE_STARTS:
             raise ValueError(f"receive_start must be one of {MultiUserDesignSpace.RECEIVE_STARTS}, "
@@ -1331,6 +1346,9 @@ class MultiUserScenario(Scenario):
             raise ValueError(f"shared_paths must be <= N_P = {self.N_P}, got {shared_paths}")
         if objective == "leakage" and self.K < 2:
             raise ValueError("the leakage-aware objective (27) needs K >= 2")
+        if objective == "leakage" and self.shared_paths == 0:
+            raise ValueError("the leakage-aware objective (27) needs shared_paths >= 1: with no shared scatterer no UT "
+                             "leaks to another and (27) is (30); use objective 'reuse'")
         self.objective, self.budget = objective, budget
         self.overlapping_gap_range = tuple(float(a) for a in overlapping_gap_range)
         self.separated_gap_range = tuple(float(a) for a in separated_gap_range)
@@ -1413,6 +1431,7 @@ class MultiUserScenario(Scenario):
 
     def sample(self, n: int, generator: torch.Generator) -> Batch:
         n = _check_int("n (number of draws)", n, low=0)
+        check_generator(generator)
         K, Np, s = self.K, self.N_P, self.spread
         overlapping = torch.rand(n, generator=generator, dtype=torch.float64) < self.p_overlapping
         gap_o = self._u((n, K - 1), *self.overlapping_gap_range, generator)

@@ -34,6 +34,7 @@ single random beam of :func:`optimal_design`.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,7 @@ import torch
 from torch import nn
 
 from physics.scenarios import Batch, Design, Scenario, _check_range, check_positive_int, check_real
+from physics.seeding import check_generator
 from physics.units import LN2, SPEED_OF_LIGHT_M_S
 
 #: Carriers outside this range are refused as absurd for an XL-MIMO near-field model (1 MHz .. 10 THz).
@@ -847,11 +849,12 @@ class NearFieldScenario(Scenario):
         return lo + (hi - lo) * torch.rand(n, generator=g, dtype=torch.float64)
 
     def sample(self, n: int, generator: torch.Generator) -> Batch:
-        if isinstance(n, bool) or int(n) != n or int(n) < 0:
+        if (isinstance(n, bool) or not isinstance(n, numbers.Real) or not math.isfinite(n) or int(n) != n
+                or n < 0):
             raise ValueError(f"number of draws must be an integer >= 0, got {n!r}")
         n = int(n)
         (r0, r1), (p0, p1) = self.r_m_range, self.psi_rad_range
-        g = generator
+        g = check_generator(generator)
         r_b, psi_b = self._u(n, r0, r1, g), self._u(n, p0, p1, g)
         P_t = self._u(n, *self.P_t_dbm_range, g)
         comp = torch.multinomial(torch.tensor(self.eve_mixture, dtype=torch.float64), max(n, 1), replacement=True,

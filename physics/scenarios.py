@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from physics import irs
-from physics.seeding import STREAMS, generator_for  # noqa: F401 - re-exported: the one seeding scheme
+from physics.seeding import STREAMS, check_generator, generator_for  # noqa: F401 - re-exported: the one seeding scheme
 from physics.units import dbm_to_w, wavelength_m
 
 Batch = dict[str, torch.Tensor]
@@ -338,6 +338,7 @@ class IRSScenario(Scenario):
     def sample(self, n: int, generator: torch.Generator) -> Batch:
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
             raise ValueError(f"number of draws n must be an integer >= 0, got {n!r}")
+        check_generator(generator)
         lo, hi = self.area_m
         bob = torch.stack([self._uniform(n, lo, hi, generator), self._uniform(n, lo, hi, generator),
                            torch.zeros(n, dtype=torch.float64)], -1)

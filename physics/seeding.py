@@ -31,6 +31,15 @@ def _key_to_int(key) -> int:
     raise ValueError(f"seed keys must be integers, strings or floats, got {type(key).__name__} {key!r}")
 
 
+def check_generator(generator) -> torch.Generator:
+    """Library draws take an explicit generator: ``None`` would fall back to torch's global RNG (not reproducible
+    from the seed) and an integer seed is not a stream; both are refused with the way to get one."""
+    if not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator (e.g. physics.seeding.generator_for(seed)), got "
+                         f"{type(generator).__name__} {generator!r}")
+    return generator
+
+
 def generator_for(*keys) -> torch.Generator:
     """A CPU generator seeded from keys (seed, stream, epoch, batch index, purpose, SNR, ...)."""
     if not keys:

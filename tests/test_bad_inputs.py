@@ -387,6 +387,7 @@ SCRIPT_CASES = [
     ("experiments.multiuser_figures", ["--refine-lr", "0"], ["--refine-lr", "0"]),
     ("experiments.multiuser_refine_sweep", ["--ckpt", "x.ckpt", "--steps", "10,-5"], ["--steps", "-5"]),
     ("experiments.multiuser_refine_sweep", ["--ckpt", "x.ckpt", "--steps", "10,10"], ["--steps", "repeated"]),
+    ("experiments.multiuser_refine_sweep", ["--ckpt", "x.ckpt", "--steps", "20,100000"], ["--steps", "100000"]),
     ("experiments.multiuser_refine_sweep", ["--ckpt", "x.ckpt", "--lr", "0.03,inf"], ["--lr", "inf"]),
     ("experiments.multiuser_refine_sweep", ["--ckpt", "x.ckpt", "--target", "-1"], ["--target", "-1"]),
     ("experiments.multiuser_refine_sweep", ["--ckpt", "x.ckpt", "--heldout-draws", "0"], ["--heldout-draws"]),
@@ -452,6 +453,8 @@ BOB = [[10.0, 5.0, 0.0]]
 def _api_cases():
     from keygen.randomness import NistResult
     from physics import irs
+    from physics.multiuser import MultiUserScenario
+    from physics.nearfield import NearFieldScenario
     from physics.scenarios import IRSScenario
 
     stats = irs.stats_001(torch.tensor(BOB), M=2, L_H=2, L_V=2)
@@ -470,6 +473,13 @@ def _api_cases():
         "scenario hard_eta nan": (lambda: IRSScenario("case1", hard_eta=float("nan")), "hard_eta"),
         "scenario M 2.5": (lambda: IRSScenario("case1", M=2.5), "M must be an integer"),
         "scenario carrier": (lambda: IRSScenario("case1", carrier_hz=1e-300), "carrier_hz"),
+        # DESIGN.md: every random draw takes an explicit generator (None would be torch's global RNG)
+        "irs sample generator None": (lambda: IRSScenario("case1").sample(2, None), "torch.Generator"),
+        "multiuser sample int seed": (lambda: MultiUserScenario().sample(2, 0), "torch.Generator.*got int 0"),
+        "nearfield sample generator None": (lambda: NearFieldScenario().sample(2, None), "torch.Generator"),
+        "nearfield sample n None": (lambda: NearFieldScenario().sample(None, torch.Generator()), "got None"),
+        "refine_steps 1e4": (lambda: MultiUserScenario(refine_steps=10000), "refine_steps must be <= 1000"),
+        "leakage without shared paths": (lambda: MultiUserScenario(objective="leakage"), "shared_paths >= 1"),
     }
 
 

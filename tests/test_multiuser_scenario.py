@@ -595,3 +595,20 @@ def test_sweep_ratio_standard_error_matches_a_bootstrap_and_the_rule_picks_the_s
     assert choose(rows, 1.20, 1.0)["steps"] == 10
     assert choose(rows, 1.30, 1.0) is None
     assert choose(rows, None)["steps"] == 60
+
+
+def test_figure_script_names_the_flag_for_a_shared_scatterer_checkpoint(cli_env, tmp_path, capsys):
+    """The shared config's checkpoint given as --ckpt (the overlapping-users figures) is refused in one line that
+    says which flags take it (it used to end in an unrelated ValueError from inside a figure)."""
+    from experiments import multiuser_figures
+
+    config = small_config(CONFIGS[1], tmp_path)
+    cli_env.main(["fit", "--config", config, *FAST, "--trainer.max_epochs=1"])
+    last = tmp_path / "runs" / "pkgnet" / "multiuser_shared" / "checkpoints" / "last.ckpt"
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as err:
+        multiuser_figures.main(["--ckpt", str(last), "--quick", "--out", str(tmp_path / "figs")])
+    assert err.value.code == 2
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("error: --ckpt") and "shared-scatterer checkpoint" in line and "--shared-ckpt" in line
+    assert not (tmp_path / "figs").exists()

@@ -61,6 +61,9 @@ R_M_MAX = 1e150
 #: floor (-105 dBm here). Outside these bounds 10^((P - 30)/10) W leaves float64 (inf above ~3100 dBm,
 #: 0 below ~-3200 dBm) and the error would surface later as an unnamed "design over budget: inf > inf".
 P_T_DBM_LIMITS = (-200.0, 100.0)
+#: Noise powers accepted for ``sigma_a_dbm``, ``sigma_b_dbm``, ``sigma_e_dbm``, dBm: the same float64-safe span
+#: (thermal noise in 1 Hz is -174 dBm; 5000 dBm overflowed 10^((s - 30)/10) W with an unnamed OverflowError).
+NOISE_DBM_LIMITS = (-200.0, 100.0)
 
 __all__ = [
     "near_field_channel", "skr", "skr_from_gram", "skr_covariance_form", "dinkelbach_power_split",
@@ -721,7 +724,8 @@ class NearFieldDesignSpace(nn.Module):
         if frame not in FRAMES:
             raise ValueError(f"frame must be one of {FRAMES}, got {frame!r}")
         self.frame = frame
-        self.sigma_e_w = 10.0 ** ((check_real("sigma_e_dbm", sigma_e_dbm) - 30.0) / 10.0)
+        sigma_e_dbm = check_real("sigma_e_dbm", sigma_e_dbm, low=NOISE_DBM_LIMITS[0], high=NOISE_DBM_LIMITS[1])
+        self.sigma_e_w = 10.0 ** ((sigma_e_dbm - 30.0) / 10.0)
         self.idx = dict(feature_index)
         self.heads = {"F": 8}   # raw head of output F: the 8 real numbers of the complex 2x2 L
 
@@ -802,7 +806,7 @@ class NearFieldScenario(Scenario):
         # bounded to P_T_DBM_LIMITS (10 MW at most, see there): beyond, P_a = 10^((P - 30)/10) W overflows
         P_t_dbm_range = _range_pair("P_t_dbm_range", P_t_dbm_range, min_allowed=P_T_DBM_LIMITS[0],
                                     max_allowed=P_T_DBM_LIMITS[1])
-        self.sigma_dbm = tuple(check_real(nm, v) for nm, v in
+        self.sigma_dbm = tuple(check_real(nm, v, low=NOISE_DBM_LIMITS[0], high=NOISE_DBM_LIMITS[1]) for nm, v in
                                (("sigma_a_dbm", sigma_a_dbm), ("sigma_b_dbm", sigma_b_dbm),
                                 ("sigma_e_dbm", sigma_e_dbm)))
         mix = [check_real(f"eve_mixture[{i}]", v, low=0.0) for i, v in enumerate(eve_mixture)]
@@ -880,7 +884,22 @@ class NearFieldScenario(Scenario):
         return {k: torch.as_tensor(v, dtype=torch.float64).expand(n).clone() for k, v in base.items()}
 
     def features(self, batch: Batch) -> torch.Tensor:
-        return torch.stack([batch[k].to(torch.float64) for k in self.FEATURES], -1)
+        """Raw features ``[n, 5]`` float64 in ``FEATURES`` order; the batch is checked as :meth:`skr` checks it
+        (every field, real, distances in (0, R_M_MAX] m, angles in [-pi/2, pi/2] rad, P_t_dbm in
+        ``P_T_DBM_LIMITS``), so that degrees or a missing field are named here, not met by the net."""
+        self._check_batch(batch)
+        cols = {k: _real_tensor(k, batch[k]).to(torch.float64) for k in self.FEATURES}
+        for k in ("r_b_m", "r_e_m"):
+            if not torch.all((cols[k] > 0) & (cols[k] <= R_M_MAX)):      # one reduction; NaN fails too
+                _check_finite(k, cols[k], positive=True)
+                raise ValueError(f"{k} must lie in (0, {R_M_MAX:g}] m, got max {cols[k].max().item():.6g}")
+        for k in ("psi_b_rad", "psi_e_rad"):
+            if not torch.all(cols[k].abs() <= math.pi / 2):
+                _check_finite(k, cols[k])
+                raise ValueError(f"{k} must lie in [-pi/2, pi/2] rad (radians, not degrees), got "
+                                 f"{cols[k][cols[k].abs() > math.pi / 2].reshape(-1)[0].item():.6g}")
+        self.P_a_w(cols)
+        return torch.stack(torch.broadcast_tensors(*[cols[k] for k in self.FEATURES]), -1)
 
     def feature_bounds(self) -> tuple[list[float], list[float]]:
         (r0, r1), (p0, p1), (q0, q1) = self.r_m_range, self.psi_rad_range, self.P_t_dbm_range
@@ -976,6 +995,20 @@ class NearFieldScenario(Scenario):
                              f"got only {'ortho_w' if 'ortho_w' in design else 'ortho_to'}")
         if not bool(torch.isfinite(F).all()):
             raise ValueError("design F must be finite, got NaN or inf entries (a diverged net?)")
+        if "ortho_w" in design:  # W = F F^H + ortho_w/(N-1) (I - u u^H): PSD needs ortho_w >= 0 and a unit u
+            w, u = design["ortho_w"], design["ortho_to"]
+            if not isinstance(w, torch.Tensor) or w.is_complex() or not bool((w >= 0).all()):
+                raise ValueError("design ortho_w (white power orthogonal to a beam, W) must be a real tensor >= 0, "
+                                 f"got {w if not isinstance(w, torch.Tensor) else 'negative, NaN or complex values'}")
+            ok = isinstance(u, torch.Tensor) and u.ndim >= 1 and (
+                u.shape[-1] == self.N if u.is_complex() else u.ndim >= 2 and u.shape[-2:] == (self.N, 2))
+            if not ok:
+                got = tuple(u.shape) if isinstance(u, torch.Tensor) else type(u).__name__
+                raise ValueError(f"design ortho_to must be [n, N] complex or [n, N, 2] real with N = {self.N}, "
+                                 f"got {got}")
+            u = _as_complex(u)
+            if not bool(((u.abs() ** 2).sum(-1) - 1).abs().le(1e-6).all()):  # float32 input: ~1e-7 rounding
+                raise ValueError("design ortho_to must have unit norm (the beam the white power is orthogonal to)")
 
     @staticmethod
     def _real(design: dict[str, torch.Tensor]) -> Design:

@@ -206,6 +206,35 @@ def test_skr_refuses_malformed_designs_and_batches():
     assert torch.all(torch.isfinite(sc.skr(b, base["svd_dinkelbach"])))
 
 
+def test_features_check_the_batch_and_skr_checks_the_compact_svd_form():
+    """features() refuses what skr() refuses (a missing field, numpy fields, degrees, r <= 0, P_t outside its
+    limits) instead of handing the net a row it never saw; the compact SVD form W = F F^H + ortho_w/(N-1)
+    (I - u u^H) is PSD only for ortho_w >= 0 and a unit u of length N (a negative ortho_w gave NaN rates)."""
+    sc = NearFieldScenario(N=8)
+    b = sc.sample(3, generator_for(1))
+    x = sc.features(b)
+    assert x.shape == (3, 5) and torch.equal(x[:, 4], b["P_t_dbm"])
+    for batch, msg in (({k: v for k, v in b.items() if k != "P_t_dbm"}, r"missing field\(s\) \['P_t_dbm'\]"),
+                       ({k: v.numpy() for k, v in b.items()}, "r_b_m must be a tensor"),
+                       ({**b, "psi_e_rad": b["psi_e_rad"] * 180 / math.pi}, "psi_e_rad must lie in .*not degrees"),
+                       ({**b, "r_b_m": -b["r_b_m"]}, "r_b_m must be > 0"),
+                       ({**b, "r_e_m": b["r_e_m"] * float("nan")}, "r_e_m must be finite"),
+                       ({**b, "P_t_dbm": b["P_t_dbm"] + 500}, r"P_t_dbm must lie in \[-200, 100\] dBm")):
+        with pytest.raises(ValueError, match=msg):
+            sc.features(batch)
+    svd = sc.baselines(b, generator_for(0))["svd_equal"]
+    assert torch.all(torch.isfinite(sc.skr(b, svd)))
+    for change, msg in (({"ortho_w": -svd["ortho_w"] - 1}, "ortho_w .* must be a real tensor >= 0"),
+                        ({"ortho_w": svd["ortho_w"] * float("nan")}, "ortho_w .* must be a real tensor >= 0"),
+                        ({"ortho_to": svd["ortho_to"][:, :4]}, r"ortho_to must be .* N = 8, got \(3, 4, 2\)"),
+                        ({"ortho_to": 2 * svd["ortho_to"]}, "ortho_to must have unit norm")):
+        with pytest.raises(ValueError, match=msg):
+            sc.skr(b, {**svd, **change})
+    for kw in ({"sigma_e_dbm": 5000.0}, {"sigma_a_dbm": -5000.0}):
+        with pytest.raises(ValueError, match=rf"{next(iter(kw))} must be finite and lie in \[-200.0, 100.0\]"):
+            NearFieldScenario(N=8, **kw)
+
+
 def test_constructor_accepts_numpy_scalars_and_bounds_the_power():
     sc = NearFieldScenario(N=np.int64(8), carrier_hz=np.float64(30e9), r_m_range=(np.float32(5), np.float32(25)),
                            psi_rad_range=[np.float64(-1.0), np.int64(1)], P_t_dbm_range=(np.int32(0), 40.0))

@@ -69,8 +69,10 @@ def float_list(text: str) -> list[float]:
     return _number_list(text, float, lambda v: math.isfinite(v) and v > 0, "finite numbers > 0")
 
 
-def validation_split(config: Path) -> tuple[int, int]:
-    """(val_draws, seed) of ``data.init_args`` in a saved config (ScenarioDataModule's defaults where absent)."""
+def validation_split(config: Path, sc=None) -> tuple[int, int]:
+    """(val_draws, seed) of ``data.init_args`` in a saved config (ScenarioDataModule's defaults where absent).
+    With ``sc`` (the checkpoint's scenario) the config's ``model.init_args.scenario`` must build the same one
+    (evaluation-only settings aside): another run's config would define another validation split."""
     import yaml
 
     from datamodules.scenario import ScenarioDataModule
@@ -92,7 +94,30 @@ def validation_split(config: Path) -> tuple[int, int]:
         fail(f"--config {str(config)!r}: data val_draws must be an integer >= 2, got {val_draws!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         fail(f"--config {str(config)!r}: data seed must be an integer >= 0, got {seed!r}")
+    if sc is not None:
+        _check_same_scenario(cfg, sc, config)
     return val_draws, seed
+
+
+def _check_same_scenario(cfg: dict, sc, config: Path) -> None:
+    from physics.multiuser import MultiUserScenario
+
+    model = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}
+    scen = (model.get("init_args") or {}).get("scenario") if isinstance(model.get("init_args"), dict) else None
+    path = scen.get("class_path", "") if isinstance(scen, dict) else ""
+    if not str(path).endswith("MultiUserScenario"):
+        fail(f"--config {str(config)!r} builds scenario {path or 'none'!r}, but --ckpt holds a {sc.name} net; give "
+             "the run's config.yaml")
+    try:
+        other = MultiUserScenario(**(scen.get("init_args") or {}))
+    except (TypeError, ValueError) as e:
+        fail(f"--config {str(config)!r}: its scenario does not build: {e}")
+    mine, theirs = sc.describe(), other.describe()
+    differ = sorted(k for k in mine.keys() | theirs.keys()
+                    if mine.get(k) != theirs.get(k) and k not in sc.evaluation_only)
+    if differ:
+        fail(f"--config {str(config)!r} describes another scenario than --ckpt (they differ in {differ}); its "
+             "validation split would not be the run's: give the run's config.yaml")
 
 
 def ratio_and_se(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
@@ -133,7 +158,7 @@ def main(argv=None) -> None:
     config = args.config if args.config is not None else args.ckpt.parent.parent / "config.yaml"
     if not config.is_file():
         fail(f"--config {str(config)!r} is not a file (give the run's config.yaml with --config)")
-    val_draws, seed = validation_split(config)
+    val_draws, seed = validation_split(config, sc)
     torch.set_num_threads(args.threads)
 
     from datamodules.scenario import ScenarioDataModule

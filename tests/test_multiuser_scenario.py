@@ -571,6 +571,13 @@ def test_checkpoint_is_evaluated_with_other_refinement_steps_but_resumes_only_wi
     # the best iterate is kept, so refinement never lowers a draw's rate: the means cannot drop below the net's
     assert min(r["mean_sum_skr_bits"] for r in res["rows"][1:]) >= res["rows"][0]["mean_sum_skr_bits"] - 1e-9
     assert (out / "sweep.png").stat().st_size > 0 and "Chosen" in (out / "sweep.md").read_text()
+    # another run's config would define another validation split: refused before any scoring
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        multiuser_refine_sweep.main(["--ckpt", str(last), "--config", CONFIGS[1], "--out", str(tmp_path / "other")])
+    err = capsys.readouterr().err
+    assert "describes another scenario than --ckpt" in err and "shared_paths" in err
+    assert not (tmp_path / "other").exists()
 
 
 def test_sweep_ratio_standard_error_matches_a_bootstrap_and_the_rule_picks_the_smallest_safe_count():

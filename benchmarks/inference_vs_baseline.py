@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from experiments.cli_args import Parser, positive_int
-from models.export import export_pkgnet
+from experiments.cli_args import Parser, fail, positive_int
+from models.export import export_pkgnet, load_program
 from models.pkgnet import PKGNet
 from physics import irs
 from physics.scenarios import IRSScenario, generator_for
@@ -51,7 +51,12 @@ def main(argv: list[str] | None = None) -> None:
             torch.manual_seed(0)
             net = PKGNet([100, 100]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space())
             export_pkgnet(net, sc, path)
-        model = torch.export.load(path).module()
+        if not path.is_file():
+            fail(f"--ckpt-dir: {str(path)!r} is missing (export pkgnet_M2/4/8.pt2 there, or leave --ckpt-dir out)")
+        try:
+            model = load_program(path)[0].module()
+        except ValueError as e:
+            fail(f"--ckpt-dir: {e}")
         for batch in (1, 1000):
             draws = sc.sample(batch, generator_for(0, M, batch))
             draws["P_max_dbm"].fill_(25.0)

@@ -45,9 +45,12 @@ def load_net(args) -> tuple[callable, NearFieldScenario, str]:
     if args.pt2 is not None:
         if not args.pt2.is_file():
             fail(f"--pt2 {str(args.pt2)!r} is not a file")
-        extra = {"metadata.json": ""}
-        prog = torch.export.load(args.pt2, extra_files=extra)
-        meta = json.loads(extra["metadata.json"])
+        from models.export import load_program
+
+        try:
+            prog, meta = load_program(args.pt2)
+        except ValueError as e:
+            fail(f"--pt2 {e}")
         if meta.get("scenario") != "nearfield":
             fail(f"--pt2 holds scenario {meta.get('scenario')!r}, not 'nearfield'")
         module = prog.module()

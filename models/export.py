@@ -299,8 +299,22 @@ def export_module(module, checkpoint: dict, path: str | os.PathLike, onnx_path: 
     raise ValueError(f"export supports phykey modules (PKG-Net, KGNet); {type(module).__name__} is neither")
 
 
-def load_metadata(path: str | os.PathLike) -> dict:
-    """Metadata stored in a .pt2 artefact (plain torch: ``torch.export.load(path, extra_files=...)``)."""
+def load_program(path: str | os.PathLike):
+    """``(program, metadata)`` of a .pt2 artefact written by :func:`export_module` (plain torch:
+    ``torch.export.load(path, extra_files=...)``). A file that is not one (another archive, text, a truncated
+    copy, one without phykey metadata) is a ValueError naming the path, not a zipfile or JSON traceback."""
     extra = {METADATA_FILE: ""}
-    torch.export.load(path, extra_files=extra)
-    return json.loads(extra[METADATA_FILE])
+    try:
+        program = torch.export.load(path, extra_files=extra)
+        meta = json.loads(extra[METADATA_FILE])
+    except Exception as e:  # BadZipFile, RuntimeError, KeyError, JSONDecodeError: all mean "not our artefact"
+        raise ValueError(f"{str(path)!r} is not a .pt2 written by train.py export ({type(e).__name__}: "
+                         f"{str(e)[:120]})") from e
+    if not isinstance(meta, dict):
+        raise ValueError(f"{str(path)!r} is not a .pt2 written by train.py export (no phykey metadata)")
+    return program, meta
+
+
+def load_metadata(path: str | os.PathLike) -> dict:
+    """Metadata stored in a .pt2 artefact (see :func:`load_program`)."""
+    return load_program(path)[1]

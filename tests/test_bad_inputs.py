@@ -443,6 +443,22 @@ def test_scripts_never_replace_published_results_without_overwrite(env, capsys):
     assert (root / "outputs" / "multiuser_003_quick" / "results.md").stat().st_size > 0
 
 
+def test_scripts_name_a_file_that_is_not_an_exported_program(env, capsys):
+    """A .pt2 that is not a torch.export archive (here 8 bytes of text) is one error line naming the file, not a
+    zipfile traceback, in the figure script and the benchmark; so is a missing one in --ckpt-dir."""
+    from benchmarks import inference_vs_baseline
+    from experiments import nearfield_figures
+
+    root = env["root"]
+    expect_error(capsys, root, lambda: nearfield_figures.main(["--pt2", "keep/model.pt2", "--out", "nf_out"]),
+                 "--pt2 'keep/model.pt2' is not a .pt2 written by train.py export")
+    (root / "pt2s").mkdir(exist_ok=True)
+    expect_error(capsys, root, lambda: inference_vs_baseline.main(["--ckpt-dir", "pt2s"]), "pkgnet_M2.pt2", "missing")
+    (root / "pt2s" / "pkgnet_M2.pt2").write_bytes(b"not a zip")
+    expect_error(capsys, root, lambda: inference_vs_baseline.main(["--ckpt-dir", "pt2s"]), "pkgnet_M2.pt2",
+                 "is not a .pt2 written by train.py export")
+
+
 # --------------------------------------------------------------------------------------------
 # Python API: validated where it enters
 # --------------------------------------------------------------------------------------------

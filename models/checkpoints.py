@@ -48,6 +48,17 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return ckpt
 
 
+def _summary(diff: dict[str, tuple[Any, Any]]) -> str:
+    """``{key: (checkpoint, config)}`` with settings first and long values (feature-name lists) cut short, so the
+    keys that decide stay readable."""
+    def short(v: Any) -> str:
+        r = repr(v)
+        return r if len(r) <= 48 else r[:45] + "..."
+
+    keys = sorted(diff, key=lambda k: (isinstance(diff[k][0], list | dict) or isinstance(diff[k][1], list | dict), k))
+    return "{" + ", ".join(f"{k!r}: ({short(diff[k][0])}, {short(diff[k][1])})" for k in keys) + "}"
+
+
 def check_record(checkpoint: dict[str, Any], here: dict[str, Any], path: str | os.PathLike | None = None,
                  evaluation_only: tuple[str, ...] | list[str] = ()) -> dict[str, tuple[Any, Any]]:
     """Raise ValueError unless the checkpoint's phykey record equals ``here`` (the config's model).
@@ -68,13 +79,17 @@ def check_record(checkpoint: dict[str, Any], here: dict[str, Any], path: str | o
     if saved != here:
         if saved.get("scenario") != here.get("scenario"):
             s, h = saved.get("scenario") or {}, here.get("scenario") or {}
+            if s.get("scenario") != h.get("scenario"):
+                raise ValueError(f"{where} was trained on another scenario: it holds a {s.get('scenario')!r} model, "
+                                 f"the config builds {h.get('scenario')!r}")
             diff = {k: (s.get(k), h.get(k)) for k in sorted(set(s) | set(h)) if s.get(k) != h.get(k)}
             lenient = {k: v for k, v in diff.items() if k in evaluation_only}
             if len(lenient) < len(diff):
                 strict = {k: v for k, v in diff.items() if k not in evaluation_only}
-                raise ValueError(f"{where} was trained on another scenario; (checkpoint, config) differ in {strict}")
+                raise ValueError(f"{where} was trained on another scenario; (checkpoint, config) differ in "
+                                 f"{_summary(strict)}")
         saved = {**saved, "scenario": here.get("scenario")}
     if saved != here:
         diff = {k: (saved.get(k), here.get(k)) for k in sorted(set(saved) | set(here)) if saved.get(k) != here.get(k)}
-        raise ValueError(f"{where} was trained with another net; (checkpoint, config) differ in {diff}")
+        raise ValueError(f"{where} was trained with another net; (checkpoint, config) differ in {_summary(diff)}")
     return lenient

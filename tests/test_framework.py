@@ -380,3 +380,22 @@ def test_every_script_runs_as_a_file_from_the_installed_package(script, tmp_path
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "usage" in res.stdout.lower()
+
+
+def test_checkpoint_record_mismatch_names_the_deciding_keys_first():
+    """Another scenario by name is said in one short line; within one scenario the differing settings come before
+    long lists (feature names), which are cut, so the keys that decide are never hidden behind them."""
+    from models.checkpoints import RECORD_KEY, check_record
+
+    names = [f"sin_aod_u{k}_p{p}" for k in range(6) for p in range(6)]
+    here = {"family": "pkgnet", "net": "PKGNet", "scenario": {"scenario": "multiuser_003", "K": 6,
+                                                               "feature_names": names, "shared_paths": 0}}
+    other = {**here, "scenario": {**here["scenario"], "scenario": "nearfield"}}
+    with pytest.raises(ValueError, match="holds a 'nearfield' model, the config builds 'multiuser_003'$"):
+        check_record({RECORD_KEY: other}, here)
+    shared = {**here, "scenario": {**here["scenario"], "feature_names": [*names, "rho"], "shared_paths": 2}}
+    with pytest.raises(ValueError) as err:
+        check_record({RECORD_KEY: shared}, here)
+    msg = str(err.value)
+    assert "another scenario" in msg and msg.index("'shared_paths': (2, 0)") < msg.index("'feature_names'")
+    assert len(msg) < 300 and "..." in msg

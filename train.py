@@ -89,6 +89,8 @@ class PhykeyTrainer(Trainer):
 
 
 def _check_new_file(flag: str, path: str, overwrite: bool) -> Path:
+    if not str(path).strip():
+        raise ValueError(f"{flag} is empty; give a file name")
     p = Path(path)
     if p.is_dir():
         raise ValueError(f"{flag} {path!r} is a directory; give a file name")
@@ -319,7 +321,11 @@ def _user_message(exc: BaseException) -> str:
     while isinstance(seen.__cause__, user_errors()) and str(seen.__cause__) and \
             ("Union subtypes" in str(seen) or "Problem with given class_path" in str(seen)):
         seen = seen.__cause__
-    return _clean_parser_message(str(seen)) if str(seen) else type(seen).__name__
+    message = _clean_parser_message(str(seen)) if str(seen) else type(seen).__name__
+    # jsonargparse refuses nan/inf for float fields as "Expected a <class 'float'>. Got value: nan", which reads
+    # like a contradiction (nan is a float); say what is meant
+    return re.sub(r"Expected a <class 'float'>\. Got value: ([-+]?(?:nan|inf))",
+                  r"got \1: numbers here must be finite", message)
 
 
 def _one_line(message: str) -> str:

@@ -177,6 +177,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
 def check_export_path(path: str | os.PathLike, suffix: str, overwrite: bool = True) -> Path:
     """Validate an export target before any work is done: its folder must exist, suffix must match,
     and an existing file is refused unless ``overwrite``."""
+    if not str(path).strip():
+        raise ValueError(f"export path is empty; give a file name ending in {suffix!r}")
     p = Path(path)
     if p.suffix != suffix:
         raise ValueError(f"export path must end in {suffix!r}, got {str(p)!r}")

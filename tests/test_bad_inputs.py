@@ -309,6 +309,11 @@ def test_predict_needs_out_and_refuses_existing(env, capsys):
     expect_error(capsys, root, lambda: env["train"].main(
         ["predict", *PKG, f"--ckpt_path={env['pkg_ckpt']}", f"--out={root / 'keep' / 'preds.pt'}"]),
         "preds.pt", "already exists")
+    # an empty --out= (a shell variable that was never set) is named as empty, not as the folder "."
+    expect_error(capsys, root, lambda: env["train"].main(["export", *PKG, f"--ckpt_path={env['pkg_ckpt']}", "--out="]),
+                 "export path is empty")
+    expect_error(capsys, root, lambda: env["train"].main(["predict", *PKG, f"--ckpt_path={env['pkg_ckpt']}", "--out="]),
+                 "--out is empty")
 
 
 # --------------------------------------------------------------------------------------------

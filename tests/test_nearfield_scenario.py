@@ -321,6 +321,11 @@ def test_config_fast_dev_run(cli_env):
         ("--model.init_args.scenario.init_args.psi_rad_range=[-2, 2]", "psi_rad_range range must start at"),
         # 10^((P - 30)/10) W is inf here: named at construction, not as "design over budget: inf > inf" later
         ("--model.init_args.scenario.init_args.P_t_dbm_range=[3000, 4000]", "P_t_dbm_range range must end at <= 100"),
+        # jsonargparse's own refusal of nan in a float list is reworded (it read "Expected a float. Got value: nan")
+        ("--model.init_args.scenario.init_args.P_t_dbm_range=[.nan, 40]",
+         "P_t_dbm_range: got nan: numbers here must be finite"),
+        ("--model.init_args.scenario.init_args.sigma_e_dbm=5000",
+         "sigma_e_dbm must be finite and lie in [-200.0, 100.0]"),
     ],
 )
 def test_bad_config_values_fail_before_training(cli_env, tmp_path, capsys, override, message):

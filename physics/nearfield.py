@@ -64,6 +64,10 @@ P_T_DBM_LIMITS = (-200.0, 100.0)
 #: Noise powers accepted for ``sigma_a_dbm``, ``sigma_b_dbm``, ``sigma_e_dbm``, dBm: the same float64-safe span
 #: (thermal noise in 1 Hz is -174 dBm; 5000 dBm overflowed 10^((s - 30)/10) W with an unnamed OverflowError).
 NOISE_DBM_LIMITS = (-200.0, 100.0)
+#: Largest array :class:`NearFieldScenario` takes (004 uses 256; extremely large arrays have a few thousand
+#: elements): every draw carries two N-element complex channels through batches of thousands of draws, and
+#: N = 1e8 ended in an 80 GB allocation traceback. The channel functions themselves take any N.
+N_MAX_SCENARIO = 4096
 
 __all__ = [
     "near_field_channel", "skr", "skr_from_gram", "skr_covariance_form", "dinkelbach_power_split",
@@ -797,6 +801,10 @@ class NearFieldScenario(Scenario):
         design_frame: str = "plain",
     ):
         self.N = _check_N(N)
+        if self.N > N_MAX_SCENARIO:
+            raise ValueError(f"N (number of BS antennas) must be <= {N_MAX_SCENARIO} for the scenario, got {self.N} "
+                             "(004 uses 256): every draw carries two N-element channels through batches of "
+                             "thousands of draws")
         self.carrier_hz = check_real("carrier_hz", carrier_hz, low=CARRIER_HZ_RANGE[0], high=CARRIER_HZ_RANGE[1])
         r_m_range = _range_pair("r_m_range", r_m_range)
         if not r_m_range[0] > 0:

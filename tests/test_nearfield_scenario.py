@@ -324,6 +324,7 @@ def test_config_fast_dev_run(cli_env):
         # jsonargparse's own refusal of nan in a float list is reworded (it read "Expected a float. Got value: nan")
         ("--model.init_args.scenario.init_args.P_t_dbm_range=[.nan, 40]",
          "P_t_dbm_range: got nan: numbers here must be finite"),
+        ("--model.init_args.scenario.init_args.N=100000000", "N (number of BS antennas) must be <= 4096"),
         ("--model.init_args.scenario.init_args.sigma_e_dbm=5000",
          "sigma_e_dbm must be finite and lie in [-200.0, 100.0]"),
     ],

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -114,16 +115,37 @@ def _check_finite(name: str, t: torch.Tensor) -> None:
 
 
 def _as_tensor(name: str, X) -> torch.Tensor:
-    """A tensor, or a numpy array / nested list turned into one; ValueError naming ``name`` otherwise."""
+    """A tensor (returned as it is), or a numpy array / nested list turned into a float64 or complex128 one
+    (integers too, not bools); ValueError naming ``name`` otherwise. Lists of Python numbers would default to
+    float32 / complex64: rounding a rank-deficient Lambda to single precision makes it indefinite by ~1e-8."""
     if isinstance(X, torch.Tensor):
         return X
     try:
         t = None if isinstance(X, str | bytes) else torch.as_tensor(X)
+        if t is not None and t.dtype != torch.bool and not t.is_complex():
+            t = torch.as_tensor(X, dtype=torch.float64)
+        elif t is not None and t.is_complex():
+            t = torch.as_tensor(X, dtype=torch.complex128)
     except (TypeError, ValueError, RuntimeError):
         t = None
     if t is None or not (t.is_floating_point() or t.is_complex()):
-        raise ValueError(f"{name} must be a real or complex tensor (or array), got {type(X).__name__}")
+        raise ValueError(f"{name} must be a real or complex tensor (or array), got {type(X).__name__}"
+                         + (f" of dtype {t.dtype}" if t is not None else ""))
     return t
+
+
+def _as_real(name: str, x) -> torch.Tensor:
+    """``x`` (a real number, array or tensor) as a float64 tensor; ValueError naming ``name`` for strings, None,
+    bools and complex values (a cast would drop the imaginary part silently)."""
+    try:
+        t = None if isinstance(x, str | bytes) else torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError):
+        t = None
+    if t is None or t.dtype == torch.bool:
+        raise ValueError(f"{name} must be a real number or a real tensor, got {type(x).__name__} {x!r}")
+    if t.is_complex():
+        raise ValueError(f"{name} must be real, got a complex value (dtype {t.dtype})")
+    return torch.as_tensor(x, dtype=torch.float64)
 
 
 def _broadcast(**batch_shapes: torch.Size) -> torch.Size:
@@ -139,8 +161,8 @@ def _check_lambda(Lam: torch.Tensor, name: str = "Lambda") -> torch.Tensor:
     """Hermitian PSD check (relative tolerance 1e-8 of the largest |entry| / eigenvalue, float64 roundoff
     of sums of 6 rank-one terms is ~1e-15, so 1e-8 only rejects matrices that are not Hermitian/PSD)."""
     Lam = _as_tensor(name, Lam)
-    if Lam.ndim < 2 or Lam.shape[-1] != Lam.shape[-2]:
-        raise ValueError(f"{name} must be [..., D, D], got shape {tuple(Lam.shape)}")
+    if Lam.ndim < 2 or Lam.shape[-1] != Lam.shape[-2] or Lam.shape[-1] == 0:
+        raise ValueError(f"{name} must be [..., D, D] with D >= 1, got shape {tuple(Lam.shape)}")
     Lam = Lam.to(torch.complex128)
     _check_finite(name, Lam)
     scale = Lam.abs().amax((-1, -2)).clamp_min(1e-300)
@@ -157,9 +179,11 @@ def _check_lambda(Lam: torch.Tensor, name: str = "Lambda") -> torch.Tensor:
 
 
 def _check_semi_unitary(name: str, U: torch.Tensor, tol: float = 1e-6) -> None:
-    if U.ndim < 2 or U.shape[-1] > U.shape[-2]:
-        raise ValueError(f"{name} must be tall [..., D, n] with n <= D, got shape {tuple(U.shape)}")
+    if U.ndim < 2 or U.shape[-1] > U.shape[-2] or U.shape[-1] == 0:
+        raise ValueError(f"{name} must be tall [..., D, n] with 1 <= n <= D, got shape {tuple(U.shape)}")
     _check_finite(name, U)
+    if U.numel() == 0:  # an empty batch: nothing to check, the rate is empty too
+        return
     eye = torch.eye(U.shape[-1], dtype=U.dtype, device=U.device)
     err = (U.mH @ U - eye).abs().amax().item()
     if err > tol:
@@ -268,7 +292,11 @@ def beam_vectors(sin_aoa: torch.Tensor, sin_aod: torch.Tensor, N_k: int, M: int)
 
 def shared_pair_mask(K: int, N_P: int, shared_paths: int) -> torch.Tensor:
     """``[K N_P, K N_P]`` float64 with 1 at ((a, p), (b, p)) for the UT pairs (a, b) = (0, 1), (2, 3), ...
-    and their first ``shared_paths`` paths (upper triangle only)."""
+    and their first ``shared_paths`` paths (upper triangle only). ``0 <= shared_paths <= N_P``."""
+    K, N_P = _check_int("K", K), _check_int("N_P", N_P)
+    shared_paths = _check_int("shared_paths", shared_paths, low=0)
+    if shared_paths > N_P:
+        raise ValueError(f"shared_paths must be <= N_P = {N_P} (a UT has N_P paths to share), got {shared_paths}")
     pair = torch.zeros(K * N_P, K * N_P, dtype=torch.float64)
     for j in range(K // 2):
         for q in range(shared_paths):
@@ -443,8 +471,10 @@ def _check_design_power(name: str, X: torch.Tensor, tol: float = 1e-3) -> None:
     """``X [..., D, n]`` must satisfy X^H X <= I: semi-unitary, or scaled down (the downlink budget). 003 (30)
     takes P~_k^H P~_k = I and C~_k^H C~_k = I (C~_k^* is also the UT's uplink beamformer); more power raises
     the rate, e.g. an unnormalised DFT matrix. ``tol`` 1e-3 admits designs made in float32 (errors ~1e-6)."""
-    if X.numel() == 0:
+    if X.shape[-1] == 0 or X.shape[-2] == 0:
         raise ValueError(f"{name} is empty (shape {tuple(X.shape)}): every UT needs at least one beam")
+    if X.numel() == 0:  # an empty batch (no draws): nothing to check, the rates are empty too
+        return
     with torch.no_grad():
         ev = torch.linalg.eigvalsh(X.detach().mH @ X.detach())  # [..., n] ascending
     top = ev[..., -1].amax().item()
@@ -535,11 +565,11 @@ def skr_pilot_reuse(P: torch.Tensor, C: torch.Tensor, Lambda: torch.Tensor) -> t
     noise. No downlink power budget here (docs/architecture.md section 4). Returns ``[..., K]`` float64.
     """
     Lambda = _as_tensor("Lambda", Lambda)
-    if Lambda.ndim < 3:
-        raise ValueError(f"Lambda must be [..., K, M N_k, M N_k], got shape {tuple(Lambda.shape)}")
+    if Lambda.ndim < 3 or Lambda.shape[-3] == 0:
+        raise ValueError(f"Lambda must be [..., K, M N_k, M N_k] with K >= 1, got shape {tuple(Lambda.shape)}")
     Lam = _check_lambda(Lambda)
     K = Lam.shape[-3]
-    P, C = torch.as_tensor(P).to(torch.complex128), torch.as_tensor(C).to(torch.complex128)
+    P, C = _as_tensor("P", P).to(torch.complex128), _as_tensor("C", C).to(torch.complex128)
     if P.ndim < 3:
         raise ValueError(f"P must be [..., K, M, M_e], got shape {tuple(P.shape)}")
     M = P.shape[-2]
@@ -575,7 +605,11 @@ def skr_leakage_aware(P: torch.Tensor, C: torch.Tensor, Lambda_joint: torch.Tens
         raise ValueError(f"the leakage-aware rate (27) needs K >= 2 UTs, got K = {K}")
     full = Lambda_joint.to(torch.complex128).movedim(-3, -2).reshape(*Lambda_joint.shape[:-4], K * D, K * D)
     _check_lambda(full, "Lambda_joint (as a K D x K D matrix)")
-    P, C = torch.as_tensor(P).to(torch.complex128), torch.as_tensor(C).to(torch.complex128)
+    P, C = _as_tensor("P", P).to(torch.complex128), _as_tensor("C", C).to(torch.complex128)
+    if P.ndim < 3:
+        raise ValueError(f"P must be [..., K, M, M_e], got shape {tuple(P.shape)}")
+    if C.ndim < 3:
+        raise ValueError(f"C must be [..., K, N_k, N_e], got shape {tuple(C.shape)}")
     M, N_k = P.shape[-2], C.shape[-2]
     if M * N_k != D:
         raise ValueError(f"Lambda_joint blocks are {D} x {D} but M N_k = {M * N_k}")
@@ -673,6 +707,20 @@ def skr_pilot_reuse_paths(P, C, u, v, G) -> torch.Tensor:
     return (_mi_blocks_nats(RD, RU, RDU) / LN2).real.to(torch.float64)
 
 
+def _check_curious(curious, K: int) -> None:
+    """``curious[k]``: the UTs i != k whose downlink observation (27) conditions UT k's rate on; K lists of
+    indices in [0, K). Pure Python (no tensor op): :func:`skr_leakage_aware_paths` is traced in training."""
+    if isinstance(curious, str | bytes) or not isinstance(curious, list | tuple) or len(curious) != K:
+        raise ValueError(f"curious must be a list of K = {K} lists of UT indices (one per UT), got {curious!r}")
+    for k, row in enumerate(curious):
+        if isinstance(row, str | bytes) or not isinstance(row, list | tuple):
+            raise ValueError(f"curious[{k}] must be a list of UT indices, got {row!r}")
+        for i in row:
+            if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not 0 <= i < K or i == k:
+                raise ValueError(f"curious[{k}] must hold UT indices in [0, {K}) other than {k} itself (UT {k} "
+                                 f"does not eavesdrop on its own key), got {i!r}")
+
+
 def skr_leakage_aware_paths(P, C, u, v, G, curious: list[list[int]] | None = None) -> torch.Tensor:
     """(27) from path vectors: min over curious UTs i != k of I(z_D,k; z_U,k | z_D,i). ``[..., K]`` bits.
 
@@ -683,6 +731,8 @@ def skr_leakage_aware_paths(P, C, u, v, G, curious: list[list[int]] | None = Non
     interference), so min(I(.|z_D,i) for i sharing scatterers with k, (30)) is a lower bound on (27)
     that equals it whenever a sharing UT leaks at all; it costs one conditioning per UT instead of K - 1.
     """
+    if curious is not None:  # Python lists only, checked before any tensor op (this function is traced)
+        _check_curious(curious, P.shape[-3])
     D, E, nD, nU = _path_observations(P, C, u, v)
     K = D.shape[-3]
     G = G.to(D.dtype)
@@ -714,7 +764,10 @@ def skr_leakage_aware_paths(P, C, u, v, G, curious: list[list[int]] | None = Non
 
 def theorem2_rate_paths(u: torch.Tensor, v: torch.Tensor, g: torch.Tensor, n: int) -> torch.Tensor:
     """Theorem 2's rate (39) per UT from path vectors: Lambda_k's nonzero eigenvalues are those of the
-    N_P x N_P matrix G^1/2 X^H X G^1/2 (X = [x_p]), so no M N_k x M N_k matrix is formed. ``[..., K]``."""
+    N_P x N_P matrix G^1/2 X^H X G^1/2 (X = [x_p]), so no M N_k x M N_k matrix is formed. ``[..., K]``.
+    ``n`` >= 1: the number of effective channel dimensions (above N_P, only N_P eigenvalues are nonzero)."""
+    n = _check_int("n (number of effective channel dimensions)", n)
+    g = _check_powers("path powers g", g)
     # x_p^H x_q = (conj(v_p) kron u_p)^H (conj(v_q) kron u_q) = (v_p^T conj(v_q)) (u_p^H u_q)
     gram = (v @ v.conj().mT) * (u.conj() @ u.mT)
     sg = torch.sqrt(g.to(torch.float64)).to(gram.dtype)
@@ -798,11 +851,13 @@ def pilot_overhead(M_e: int, N_e: int, K: int, scheme: str = "reuse", M: int | N
 
 
 def unit_skr(sum_rate_bits, overhead_symbols) -> torch.Tensor:
-    """003 (48): R_unit = R_sum / T, bits per pilot symbol."""
-    T = torch.as_tensor(overhead_symbols, dtype=torch.float64)
-    if torch.any(T <= 0) or not torch.all(torch.isfinite(T)):
-        raise ValueError(f"pilot overhead T must be finite and > 0, got {T.flatten()[0].item()}")
-    R = torch.as_tensor(sum_rate_bits, dtype=torch.float64)
+    """003 (48): R_unit = R_sum / T, bits per pilot symbol. Real numbers or tensors that broadcast."""
+    T = _as_real("overhead_symbols (pilot overhead T)", overhead_symbols)
+    bad_T = ~(T > 0) | ~torch.isfinite(T)
+    if torch.any(bad_T):
+        raise ValueError(f"pilot overhead T must be finite and > 0, got {T[bad_T].flatten()[0].item()}")
+    R = _as_real("sum_rate_bits", sum_rate_bits)
+    _broadcast(sum_rate_bits=R.shape, overhead_symbols=T.shape)
     bad = ~(R >= 0) | ~torch.isfinite(R)
     if torch.any(bad):
         raise ValueError(f"sum_rate_bits must be finite and >= 0 (a key rate), got {R[bad].flatten()[0].item()!r}")
@@ -820,10 +875,32 @@ def _select_columns(idx: torch.Tensor, size: int, dtype=torch.complex128) -> tor
     return eye[idx].movedim(-2, -1)
 
 
+def _check_beam_covariance(name: str, R) -> torch.Tensor:
+    """A beam-domain covariance ``[..., D, D]`` (R~_BS,k or R~_UT,k): square with D >= 1, finite, Hermitian and
+    with a non-negative diagonal (the beam powers), relative tolerance 1e-8 of the largest |entry| as in
+    :func:`_check_lambda` (1e-5 for single precision). Returned as it is (numpy / lists: float64 or complex128)."""
+    R = _as_tensor(name, R)
+    if R.ndim < 2 or R.shape[-1] != R.shape[-2] or R.shape[-1] == 0:
+        raise ValueError(f"{name} must be a square [..., D, D] covariance with D >= 1, got shape {tuple(R.shape)}")
+    _check_finite(name, R)
+    if R.numel() == 0:  # an empty batch
+        return R
+    tol = 1e-8 if R.dtype in (torch.float64, torch.complex128) else 1e-5
+    scale = R.abs().amax((-1, -2)).clamp_min(1e-300)
+    asym = ((R - R.mH).abs().amax((-1, -2)) / scale).max().item()
+    if asym > tol:
+        raise ValueError(f"{name} must be Hermitian, got max |R - R^H| / max |R| = {asym:.3g}")
+    diag = torch.diagonal(R, dim1=-2, dim2=-1).real
+    if (diag / scale[..., None]).min().item() < -tol:
+        raise ValueError(f"{name} must have a non-negative diagonal (beam powers), got {diag.min().item():.6g}")
+    return R
+
+
 def strongest_beams_design(R_bs: torch.Tensor, R_ut: torch.Tensor, M_e: int, N_e: int):
     """(40)-(41) with the beam-domain diagonal (docs/architecture.md section 1): each UT takes its M_e
     strongest BS beams and N_e strongest UT beams, overlapping other UTs' beams or not (Fig. 8's "overlapping" scheme).
     ``R_bs [..., K, M, M]``, ``R_ut [..., K, N_k, N_k]`` -> P ``[..., K, M, M_e]``, C ``[..., K, N_k, N_e]``."""
+    R_bs, R_ut = _check_beam_covariance("R_bs", R_bs), _check_beam_covariance("R_ut", R_ut)
     return strongest_beams_from_powers(torch.diagonal(R_bs, dim1=-2, dim2=-1).real,
                                        torch.diagonal(R_ut, dim1=-2, dim2=-1).real, M_e, N_e)
 
@@ -852,6 +929,9 @@ def algorithm1_design(R_bs: torch.Tensor, R_ut: torch.Tensor, M_e: int, N_e: int
     strongest UT beams. Beams are disjoint across UTs, so the downlink power is exactly K M_e.
     Raises ValueError when K M_e > M (no disjoint allocation exists).
     """
+    R_bs, R_ut = _check_beam_covariance("R_bs", R_bs), _check_beam_covariance("R_ut", R_ut)
+    if R_bs.ndim < 3:
+        raise ValueError(f"R_bs must be [..., K, M, M] (one covariance per UT), got shape {tuple(R_bs.shape)}")
     return algorithm1_from_powers(torch.diagonal(R_bs, dim1=-2, dim2=-1).real,
                                   torch.diagonal(R_ut, dim1=-2, dim2=-1).real, M_e, N_e, overlap_threshold_db)
 
@@ -865,7 +945,12 @@ def algorithm1_from_powers(d: torch.Tensor, d_ut: torch.Tensor, M_e: int, N_e: i
         raise ValueError(f"non-overlapping beams need K M_e <= M, got K={K}, M_e={M_e}, M={M}")
     if N_e > N_k:
         raise ValueError(f"need N_e <= N_k, got N_e={N_e}, N_k={N_k}")
-    t = float(overlap_threshold_db)
+    t = overlap_threshold_db
+    if isinstance(t, torch.Tensor) and t.numel() == 1 and not t.is_complex() and t.dtype != torch.bool:
+        t = t.item()
+    if isinstance(t, bool) or not isinstance(t, numbers.Real):
+        raise ValueError(f"overlap_threshold_db must be a real number (dB) <= 0, got {overlap_threshold_db!r}")
+    t = float(t)
     if not math.isfinite(t) or t > 0:
         raise ValueError(f"overlap_threshold_db must be finite and <= 0 dB, got {overlap_threshold_db!r}")
     owned = d >= (10.0 ** (t / 10.0)) * d.amax(-1, keepdim=True)
@@ -918,15 +1003,31 @@ def eigen_beams_from_paths(u: torch.Tensor, v: torch.Tensor, g: torch.Tensor, M_
 def eigen_beams_design(R_bs: torch.Tensor, R_ut: torch.Tensor, M_e: int, N_e: int):
     """Top-M_e eigenvectors of each UT's beam-domain R~_BS,k and top-N_e of R~_UT,k (ours, not in 003)."""
     M_e, N_e = _check_int("M_e", M_e), _check_int("N_e", N_e)
+    R_bs, R_ut = _check_beam_covariance("R_bs", R_bs), _check_beam_covariance("R_ut", R_ut)
+    M, N_k = R_bs.shape[-1], R_ut.shape[-1]
+    if M_e > M or N_e > N_k:
+        raise ValueError(f"need M_e <= M and N_e <= N_k, got M_e={M_e}, M={M}, N_e={N_e}, N_k={N_k}")
     _, Vb = torch.linalg.eigh(R_bs.to(torch.complex128))
     _, Vu = torch.linalg.eigh(R_ut.to(torch.complex128))
     return Vb[..., -M_e:].flip(-1), Vu[..., -N_e:].flip(-1)
+
+
+def _check_batch_shape(name: str, shape) -> tuple[int, ...]:
+    """A batch shape: a tuple (list, torch.Size) of integers >= 0."""
+    ok = not isinstance(shape, str | bytes) and isinstance(shape, tuple | list | torch.Size)
+    if ok:
+        ok = all(not isinstance(d, bool) and isinstance(d, numbers.Integral) and d >= 0 for d in shape)
+    if not ok:
+        raise ValueError(f"{name} must be a tuple of integers >= 0 (the batch dimensions), got {shape!r}")
+    return tuple(int(d) for d in shape)
 
 
 def random_semi_unitary(shape: tuple[int, ...], rows: int, cols: int, generator: torch.Generator,
                         device=None) -> torch.Tensor:
     """Haar-distributed semi-unitary ``[*shape, rows, cols]`` (QR of a complex Gaussian, phases fixed)."""
     rows, cols = _check_int("rows", rows), _check_int("cols", cols)
+    shape = _check_batch_shape("shape", shape)
+    check_generator(generator)
     if cols > rows:
         raise ValueError(f"a semi-unitary matrix needs cols <= rows, got rows = {rows}, cols = {cols}")
     z = torch.randn(*shape, rows, cols, 2, generator=generator, dtype=torch.float64)
@@ -950,8 +1051,16 @@ def apply_budget(P: torch.Tensor, budget: float | None) -> torch.Tensor:
 
     The BS transmits (sum_k P_k) S with S S^H = I, i.e. power ||sum_k P_k||_F^2; disjoint semi-unitary
     beams use K M_e. The uplink rate is invariant to the scale (signal and noise P_k^T scale together), so
-    the budget only lowers the downlink SNR when precoders add coherently. ``budget=None``: (30) as printed.
+    the budget only lowers the downlink SNR when precoders add coherently. ``budget=None``: (30) as printed;
+    otherwise a finite number > 0. ``P [..., K, M, M_e]``. Checks on Python values and shapes only (traced).
     """
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, numbers.Real)
+                               or not (math.isfinite(budget) and budget > 0)):
+        raise ValueError(f"budget must be None or a finite number > 0 (the downlink pilot power, e.g. K M_e), "
+                         f"got {budget!r}")
+    P = _as_tensor("P", P)
+    if P.ndim < 3:
+        raise ValueError(f"P must be [..., K, M, M_e] (one precoder per UT), got shape {tuple(P.shape)}")
     if budget is None:
         return P
     power = (P.sum(-3).abs() ** 2).sum((-1, -2))
@@ -966,7 +1075,22 @@ def apply_budget(P: torch.Tensor, budget: float | None) -> torch.Tensor:
 
 def draw_path_gains(G: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
     """``n`` draws of the stacked path gains a ~ CN(0, G) ``[n, D]`` (G real PSD ``[D, D]``)."""
+    n = _check_int("n (number of draws)", n, low=0)
+    check_generator(generator)
+    G = _as_tensor("G", G)
+    if G.is_complex():
+        raise ValueError(f"G (the path-gain covariance) must be real, got dtype {G.dtype}")
+    if G.ndim != 2 or G.shape[0] != G.shape[1] or G.shape[0] == 0:
+        raise ValueError(f"G (the path-gain covariance) must be [D, D] with D >= 1, got shape {tuple(G.shape)}")
+    _check_finite("G", G)
+    scale = max(G.abs().max().item(), 1e-300)
+    if (G - G.mT).abs().max().item() > 1e-8 * scale:
+        raise ValueError(f"G must be symmetric, got max |G - G^T| / max |G| = "
+                         f"{(G - G.mT).abs().max().item() / scale:.3g}")
     lam, V = torch.linalg.eigh(G.to(torch.float64))
+    if lam[0].item() < -1e-8 * max(lam[-1].abs().item(), 1e-300):
+        raise ValueError(f"G must be positive semi-definite (a covariance), got smallest eigenvalue "
+                         f"{lam[0].item():.6g} (largest {lam[-1].item():.6g})")
     S = V * lam.clamp_min(0).sqrt()
     w = torch.view_as_complex(torch.randn(n, G.shape[-1], 2, generator=generator, dtype=torch.float64)) / math.sqrt(2)
     return w @ S.to(torch.complex128).mT
@@ -976,6 +1100,9 @@ def check_pilot_lengths(T_D: int, T_U: int, M_e: int, N_e: int, K: int = 1, pilo
     """S S^H = I needs at least as many pilot symbols as pilot streams: T_D >= M_e and T_U >= N_e with pilot
     reuse, T_D >= K M_e and T_U >= K N_e with orthogonal pilots between UTs."""
     T_D, T_U = _check_int("T_D (downlink pilot length)", T_D), _check_int("T_U (uplink pilot length)", T_U)
+    M_e, N_e, K = _check_int("M_e", M_e), _check_int("N_e", N_e), _check_int("K", K)
+    if pilots not in ("reuse", "orthogonal"):
+        raise ValueError(f"pilots must be 'reuse' or 'orthogonal', got {pilots!r}")
     need_D, need_U = (M_e, N_e) if pilots == "reuse" else (K * M_e, K * N_e)
     if T_D < need_D:
         raise ValueError(f"downlink pilot length T_D = {T_D} is shorter than the effective channel: "
@@ -1122,6 +1249,8 @@ class MultiUserDesignSpace(nn.Module):
         self.refine_steps = _check_refine_steps(refine_steps)
         self.refine_lr = check_real("refine_lr", refine_lr, low=0.0, low_inclusive=False)
         self.objective, self.shared_paths = objective, int(shared_paths)
+        if curious is not None:
+            _check_curious(curious, K)
         self.curious = curious if curious is not None else [[] for _ in range(K)]
         self.register_buffer("pair_mask", shared_pair_mask(K, N_P, self.shared_paths).float(), persistent=False)
         # models.export traces one refinement step with make_fx and loops it in the graph (torch.while_loop)
@@ -1264,6 +1393,21 @@ class MultiUserDesignSpace(nn.Module):
         return Er, Ei
 
 
+def _real_field(key: str, value) -> torch.Tensor:
+    """A batch field as a float64 tensor; ValueError naming ``key`` for complex values (a cast would drop the
+    imaginary part, and the features would become complex), bools, strings and the like."""
+    try:
+        t = None if isinstance(value, str | bytes) else torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        t = None
+    if t is None or t.dtype == torch.bool:
+        raise ValueError(f"{key} must be a real tensor [n, K, N_P], got {type(value).__name__}"
+                         + (f" of dtype {t.dtype}" if t is not None else ""))
+    if t.is_complex():
+        raise ValueError(f"{key} must be real, got a complex tensor (dtype {t.dtype})")
+    return t.to(torch.float64)
+
+
 def _complex(t: torch.Tensor) -> torch.Tensor:
     return torch.view_as_complex(t.to(torch.float64).contiguous())
 
@@ -1385,9 +1529,15 @@ class MultiUserScenario(Scenario):
     @classmethod
     def from_description(cls, desc: dict[str, Any]) -> MultiUserScenario:
         """The scenario a checkpoint or an exported file was made with (inverse of :meth:`describe`)."""
+        if not isinstance(desc, Mapping):
+            raise ValueError(f"a scenario description must be a dict (describe()'s output), got {type(desc).__name__}")
         if not str(desc.get("scenario", "")).startswith("multiuser_003"):
             raise ValueError(f"not a 003 multi-user scenario description: scenario = {desc.get('scenario')!r}")
         desc = {**cls._DEFAULTS, **desc}
+        missing = [k for k in cls._INIT_KEYS if k not in desc]
+        if missing:
+            raise ValueError(f"incomplete 003 multi-user scenario description: missing {missing} (describe() writes "
+                             f"all of {list(cls._INIT_KEYS)})")
         return cls(**{k: tuple(desc[k]) if isinstance(desc[k], list) else desc[k] for k in cls._INIT_KEYS})
 
     def replace(self, **changes) -> MultiUserScenario:
@@ -1507,12 +1657,11 @@ class MultiUserScenario(Scenario):
         return batch
 
     def features(self, batch: Batch) -> torch.Tensor:
-        self._checked(batch)  # a NaN, |sin| > 1 or an infinite power is named here, not after a NaN loss
-        n = batch["sin_aod"].shape[0]
-        cols = [batch["sin_aod"].reshape(n, -1), batch["sin_aoa"].reshape(n, -1), batch["power_db"].reshape(n, -1)]
-        if self.shared_paths:
-            cols.append(batch["rho_shared"].reshape(n, -1))
-        return torch.cat(cols, -1)
+        """Raw features ``[n, d]`` in ``feature_names`` order (numpy fields accepted; n = 0 gives ``[0, d]``)."""
+        f64, _ = self._checked(batch)  # a NaN, |sin| > 1 or an infinite power is named here, not after a NaN loss
+        n, KP = f64["sin_aod"].shape[0], self.K * self.N_P
+        keys = ("sin_aod", "sin_aoa", "power_db") + (("rho_shared",) if self.shared_paths else ())
+        return torch.cat([torch.as_tensor(batch[k]).reshape(n, KP) for k in keys], -1)
 
     def feature_bounds(self) -> tuple[list[float], list[float]]:
         KP = self.K * self.N_P
@@ -1534,10 +1683,13 @@ class MultiUserScenario(Scenario):
     def _checked(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
         """The batch's path statistics in float64, refused unless sin in [-1, 1], powers finite (also in linear
         scale) and rho_shared in [-1, 1]; shapes must be ``[n, K, N_P]``."""
+        if not isinstance(batch, Mapping):
+            raise ValueError(f"a 003 batch is a dict of sin_aod, sin_aoa, power_db [n, K, N_P], got "
+                             f"{type(batch).__name__}")
         missing = [k for k in ("sin_aod", "sin_aoa", "power_db") if k not in batch]
         if missing:
             raise ValueError(f"batch lacks {missing}; a 003 batch has sin_aod, sin_aoa, power_db [n, K, N_P]")
-        f64 = {k: torch.as_tensor(batch[k]).to(torch.float64) for k in ("sin_aod", "sin_aoa", "power_db")}
+        f64 = {k: _real_field(k, batch[k]) for k in ("sin_aod", "sin_aoa", "power_db")}
         for k, t in f64.items():
             if t.ndim != 3 or tuple(t.shape[1:]) != (self.K, self.N_P):
                 raise ValueError(f"{k} must be [n, K, N_P] = [n, {self.K}, {self.N_P}], got shape {tuple(t.shape)}")
@@ -1545,13 +1697,14 @@ class MultiUserScenario(Scenario):
             _check_finite(k, f64[k])
             if torch.any(f64[k].abs() > 1.0):
                 raise ValueError(f"{k} must lie in [-1, 1], got max |sin| {f64[k].abs().max().item():.6g}")
+        _check_finite("power_db", f64["power_db"])  # -inf dB (a zero-power path) would be a -inf feature
         _check_finite("power_db", 10 ** (f64["power_db"] / 10))
         rho = None
         if self.shared_paths:
             if "rho_shared" not in batch:
                 raise ValueError("a shared-scatterer batch needs rho_shared [n, K, N_P] (shared_paths = "
                                  f"{self.shared_paths})")
-            rho = torch.as_tensor(batch["rho_shared"]).to(torch.float64)
+            rho = _real_field("rho_shared", batch["rho_shared"])
             if tuple(rho.shape) != tuple(f64["sin_aod"].shape):
                 raise ValueError(f"rho_shared must have the shape of sin_aod {tuple(f64['sin_aod'].shape)}, got "
                                  f"{tuple(rho.shape)}")
@@ -1578,8 +1731,10 @@ class MultiUserScenario(Scenario):
         "leakage" (27) over the UTs sharing scatterers, min'ed with (30) (the training objective, a lower
         bound on (27) that equals it when the partner leaks: :func:`skr_leakage_aware_paths`);
         "leakage_exact" (27) over all K - 1 curious UTs; "orthogonal" (31) (no inter-user interference,
-        each precoder at unit column power)."""
+        each precoder at unit column power). With ``budget=True`` a P whose downlink power ||sum_k P~_k||_F^2
+        exceeds K M_e (relative 1e-3) is refused, except under "orthogonal" (each UT alone, P rescaled)."""
         objective = objective or self.objective
+        P, C = _as_tensor("P", P), _as_tensor("C", C)
         pth = self.paths(batch)
         n = pth["u"].shape[0]
         if tuple(P.shape) != (n, self.K, self.M, P.shape[-1]) or tuple(C.shape) != (n, self.K, self.N_k, C.shape[-1]):
@@ -1590,6 +1745,7 @@ class MultiUserScenario(Scenario):
         _check_finite("C", C)
         if objective != "orthogonal":  # "orthogonal" rescales P to unit columns itself
             _check_design_power("P", P)
+            self._check_budget(P)
         _check_design_power("C", C)
         if objective == "reuse":  # (30) assumes independent UTs: shared-scatterer correlations dropped
             return skr_pilot_reuse_paths(P, C, pth["u"], pth["v"], torch.diag_embed(pth["g"].flatten(-2)))
@@ -1607,10 +1763,35 @@ class MultiUserScenario(Scenario):
             return torch.stack(out, -1)
         raise ValueError(f"objective must be 'reuse', 'leakage', 'leakage_exact' or 'orthogonal', got {objective!r}")
 
+    def _check_budget(self, P: torch.Tensor, rtol: float = 1e-3) -> None:
+        """With ``budget=True`` the downlink pilot power ||sum_k P~_k||_F^2 of every draw must be <= K M_e
+        (:func:`apply_budget`); ``rtol`` admits designs made in float32 (the design space's, ~1e-6)."""
+        if self.budget_value is None or P.numel() == 0:
+            return
+        with torch.no_grad():
+            top = (P.detach().sum(-3).abs() ** 2).sum((-1, -2)).max().item()
+        if not top <= self.budget_value * (1 + rtol):
+            raise ValueError(f"P exceeds the downlink pilot-power budget: ||sum_k P~_k||_F^2 = {top:.6g} > K M_e = "
+                             f"{self.budget_value:g} (budget=True; scale it with apply_budget(P, budget_value))")
+
     def skr(self, batch: Batch, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Per-UT key rate ``[n, K]`` (bits, float64, differentiable) of the design ``outputs``."""
-        b = {k: v.to(outputs["P"].device) for k, v in batch.items()}
-        return self.rates(b, _complex(outputs["P"]), _complex(outputs["C"]))
+        """Per-UT key rate ``[n, K]`` (bits, float64, differentiable) of the design ``outputs``: real ``P [n, K, M,
+        M_e, 2]`` and ``C [n, K, N_k, N_e, 2]`` (real, imaginary last), within the budget when ``budget=True``."""
+        if not isinstance(outputs, Mapping):
+            raise ValueError(f"outputs must be a dict with P and C, got {type(outputs).__name__}")
+        missing = [k for k in ("P", "C") if k not in outputs]
+        if missing:
+            raise ValueError(f"outputs lack {missing}; a 003 design has P [n, K, M, M_e, 2] and C [n, K, N_k, N_e, "
+                             "2] (real, imaginary last)")
+        out = {k: _as_tensor(f"outputs[{k!r}]", outputs[k]) for k in ("P", "C")}
+        for k, t in out.items():
+            if t.is_complex() or t.ndim < 1 or t.shape[-1] != 2:
+                raise ValueError(f"outputs[{k!r}] must be real with a last dimension of 2 (real, imaginary), got "
+                                 f"shape {tuple(t.shape)} of dtype {t.dtype}")
+        dev = out["P"].device
+        b = {k: v.to(dev) if isinstance(v, torch.Tensor) else v for k, v in batch.items()} \
+            if isinstance(batch, Mapping) else batch  # not a dict: _checked names it
+        return self.rates(b, _complex(out["P"]), _complex(out["C"]))
 
     def theorem2_rates(self, batch: Batch) -> torch.Tensor:
         """Theorem 2's rate (39) per UT ``[n, K]``, n = M_e N_e: the single-user ceiling (orthogonal pilots,

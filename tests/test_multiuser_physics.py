@@ -532,7 +532,9 @@ def test_designs_with_more_than_unit_pilot_power_are_refused():
     the rate by pilot power alone, so it is refused; scaled-down designs (the downlink budget) are feasible."""
     from physics.multiuser import MultiUserScenario
 
-    sc = MultiUserScenario(M=16, K=2, N_k=2, N_P=2, M_e=2, N_e=2)
+    # budget=False: these are the raw designs (before the budget), which a budgeted scenario refuses when the UTs'
+    # precoders add above K M_e (tested in test_bad_input_is_refused_or_empty_gives_empty)
+    sc = MultiUserScenario(M=16, K=2, N_k=2, N_P=2, M_e=2, N_e=2, budget=False)
     g = torch.Generator().manual_seed(5)
     b = sc.sample(3, g)
     P, C = sc.baseline_designs(b, g)["eigen_beams"]
@@ -591,3 +593,191 @@ def test_eigen_beams_from_paths_stay_semi_unitary_when_two_paths_almost_coincide
         lam, V = torch.linalg.eigh(R_bs)
         top = V[..., -1]  # the 1e3 path's direction, far from the other eigenvalues
         assert ((top.conj()[..., None, :] @ P[..., :1]).abs().squeeze() - 1).abs().max() < 1e-9
+
+
+# --------------------------------------------------------------------------------------------
+# a black-box audit: bad input is a ValueError naming the argument, its value or shape and what is allowed
+# (not a bare TypeError / IndexError / LinAlgError, nor a silently wrong value); an empty batch is an empty result
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def audit():
+    from physics.multiuser import MultiUserScenario
+
+    K, M, N, Np, Me, Ne = 2, 8, 2, 3, 2, 2
+    aoa, aod, pw = random_paths(K, Np, M, N, seed=95)
+    u, v = mu.beam_vectors(aoa, aod, N, M)
+    G = torch.diag(pw.reshape(-1))
+    R_bs, R_ut = mu.beam_covariances(u, v, pw)
+    P, C = mu.random_semi_unitary((K,), M, Me, gen(96)), mu.random_semi_unitary((K,), N, Ne, gen(97))
+    sc = MultiUserScenario(M=16, K=2, N_k=2, N_P=2, M_e=2, N_e=2)  # budget K M_e = 4
+    b = sc.sample(3, gen(98))
+    over = torch.eye(16, 2, dtype=torch.complex128).expand(3, 2, 16, 2)  # both UTs on the same beams: power 8
+    return dict(u=u, v=v, pw=pw, G=G, R_bs=R_bs, R_ut=R_ut, P=P, C=C, U=mu.kron_design(P, C),
+                Lam=mu.lambda_from_paths(u, v, pw), Lj=mu.lambda_joint_from_paths(u, v, G), sc=sc, b=b,
+                out=sc.baselines(b, gen(99))["eigen_beams"], over=over)
+
+
+def _hermitian_broken(R):
+    R = R.clone()
+    R[..., 0, 1] += 1.0
+    return R
+
+
+def _budget(value):
+    return lambda d: mu.apply_budget(d["P"], value)
+
+
+NAN, INF = float("nan"), float("inf")
+REFUSED = {
+    # Theorem 1/2 closed forms: U without columns, an empty Lambda, P and C that are no arrays
+    "U without columns": (lambda d: mu.skr_orthogonal_pilots(d["U"][..., :0], d["Lam"]),
+                          r"U must be tall \[\.\.\., D, n\] with 1 <= n <= D, got shape \(2, 16, 0\)"),
+    "empty Lambda": (lambda d: mu.optimal_rate(torch.zeros(0, 0, dtype=torch.complex128), 1),
+                     r"Lambda must be \[\.\.\., D, D\] with D >= 1, got shape \(0, 0\)"),
+    "P a string": (lambda d: mu.skr_pilot_reuse("abc", d["C"], d["Lam"]),
+                   r"P must be a real or complex tensor \(or array\), got str"),
+    "C None": (lambda d: mu.skr_pilot_reuse(d["P"], None, d["Lam"]),
+               r"C must be a real or complex tensor \(or array\), got NoneType"),
+    "leakage P None": (lambda d: mu.skr_leakage_aware(None, d["C"], d["Lj"]), "P must be a real or complex tensor"),
+    "no UT": (lambda d: mu.skr_pilot_reuse(d["P"][:0], d["C"][:0], d["Lam"][:0]),
+              r"Lambda must be \[\.\.\., K, M N_k, M N_k\] with K >= 1, got shape \(0, 16, 16\)"),
+    # theorem2_rate_paths: n an integer >= 1 (0 used to slice all paths, -1 all but one), g checked
+    "theorem2 n 1.5": (lambda d: mu.theorem2_rate_paths(d["u"], d["v"], d["pw"], 1.5),
+                       r"n \(number of effective channel dimensions\) must be an integer >= 1, got 1.5"),
+    "theorem2 n 0": (lambda d: mu.theorem2_rate_paths(d["u"], d["v"], d["pw"], 0), "integer >= 1, got 0"),
+    "theorem2 n -1": (lambda d: mu.theorem2_rate_paths(d["u"], d["v"], d["pw"], -1), "integer >= 1, got -1"),
+    "theorem2 g < 0": (lambda d: mu.theorem2_rate_paths(d["u"], d["v"], -d["pw"], 2), "path powers g must be >= 0"),
+    "theorem2 g NaN": (lambda d: mu.theorem2_rate_paths(d["u"], d["v"], d["pw"] * NAN, 2),
+                       "path powers g must be finite"),
+    # apply_budget: P [..., K, M, M_e], budget None or a finite number > 0 (not a bool)
+    "budget 2-D P": (lambda d: mu.apply_budget(d["P"][0], 4.0),
+                     r"P must be \[\.\.\., K, M, M_e\] \(one precoder per UT\), got shape \(8, 2\)"),
+    **{f"budget {val!r}": (_budget(val), rf"budget must be None or a finite number > 0 .*got {pat}")
+       for val, pat in ((-1.0, "-1.0"), (NAN, "nan"), (0.0, "0.0"), (True, "True"), ("4", "'4'"))},
+    # beam-domain designs: M_e <= M, N_e <= N_k; R finite, square, Hermitian, non-negative diagonal; numbers
+    "eigen M_e > M": (lambda d: mu.eigen_beams_design(d["R_bs"], d["R_ut"], 40, 2),
+                      "need M_e <= M and N_e <= N_k, got M_e=40, M=8, N_e=2, N_k=2"),
+    "eigen N_e > N_k": (lambda d: mu.eigen_beams_design(d["R_bs"], d["R_ut"], 2, 3), "N_e=3, N_k=2"),
+    "eigen NaN": (lambda d: mu.eigen_beams_design(d["R_bs"] * NAN, d["R_ut"], 2, 2), "R_bs must be finite"),
+    "eigen not Hermitian": (lambda d: mu.eigen_beams_design(_hermitian_broken(d["R_bs"]), d["R_ut"], 2, 2),
+                            r"R_bs must be Hermitian, got max \|R - R\^H\| / max \|R\| = "),
+    "strongest NaN": (lambda d: mu.strongest_beams_design(d["R_bs"] * NAN, d["R_ut"], 2, 2), "R_bs must be finite"),
+    "strongest R_ut not Hermitian": (lambda d: mu.strongest_beams_design(d["R_bs"], _hermitian_broken(d["R_ut"]),
+                                                                         2, 2), "R_ut must be Hermitian"),
+    "algorithm1 NaN": (lambda d: mu.algorithm1_design(d["R_bs"] * NAN, d["R_ut"], 2, 2), "R_bs must be finite"),
+    "algorithm1 negative": (lambda d: mu.algorithm1_design(-d["R_bs"], d["R_ut"], 2, 2),
+                            r"R_bs must have a non-negative diagonal \(beam powers\), got -"),
+    "algorithm1 not square": (lambda d: mu.algorithm1_design(torch.zeros(3, 2, 16, 17), d["R_ut"], 2, 2),
+                              r"R_bs must be a square \[\.\.\., D, D\] covariance with D >= 1, got shape "
+                              r"\(3, 2, 16, 17\)"),
+    "algorithm1 threshold str": (lambda d: mu.algorithm1_design(d["R_bs"], d["R_ut"], 2, 2, overlap_threshold_db="-20"),
+                                 r"overlap_threshold_db must be a real number \(dB\) <= 0, got '-20'"),
+    # unit_skr: real numbers or tensors that broadcast
+    "unit_skr complex": (lambda d: mu.unit_skr(1 + 1j, 4), "sum_rate_bits must be real, got a complex value"),
+    "unit_skr T str": (lambda d: mu.unit_skr(1.0, "4"),
+                       r"overhead_symbols \(pilot overhead T\) must be a real number or a real tensor, got str '4'"),
+    "unit_skr shapes": (lambda d: mu.unit_skr([1.0, 2.0, 3.0], [4, 5]),
+                        r"batch dimensions do not broadcast: sum_rate_bits \(3,\), overhead_symbols \(2,\)"),
+    "unit_skr T 0": (lambda d: mu.unit_skr([1.0, 2.0], [4, 0]), "pilot overhead T must be finite and > 0, got 0.0"),
+    # random draws: batch shape and n >= 0, G a real symmetric PSD [D, D], an explicit generator
+    "semi-unitary shape -1": (lambda d: mu.random_semi_unitary((-1,), 4, 2, gen(0)),
+                              r"shape must be a tuple of integers >= 0 \(the batch dimensions\), got \(-1,\)"),
+    "semi-unitary no generator": (lambda d: mu.random_semi_unitary((2,), 4, 2, None),
+                                  "generator must be a torch.Generator"),
+    "gains n -1": (lambda d: mu.draw_path_gains(torch.eye(3), -1, gen(0)),
+                   r"n \(number of draws\) must be an integer >= 0, got -1"),
+    "gains G indefinite": (lambda d: mu.draw_path_gains(-torch.eye(3), 5, gen(0)),
+                           r"G must be positive semi-definite \(a covariance\), got smallest eigenvalue -1"),
+    "gains G not symmetric": (lambda d: mu.draw_path_gains(torch.triu(torch.ones(3, 3)), 5, gen(0)),
+                              "G must be symmetric"),
+    "gains G complex": (lambda d: mu.draw_path_gains(d["G"].to(torch.complex128), 5, gen(0)),
+                        r"G \(the path-gain covariance\) must be real, got dtype torch.complex128"),
+    # shared scatterers and the curious UTs of (27) (validated in Python before the traced tensor code)
+    "shared_paths > N_P": (lambda d: mu.shared_pair_mask(4, 2, 3), "shared_paths must be <= N_P = 2 .*got 3"),
+    "curious out of range": (lambda d: mu.skr_leakage_aware_paths(d["P"], d["C"], d["u"], d["v"], d["G"],
+                                                                  curious=[[5], [0]]),
+                             r"curious\[0\] must hold UT indices in \[0, 2\) other than 0 itself.*got 5"),
+    "curious itself": (lambda d: mu.skr_leakage_aware_paths(d["P"], d["C"], d["u"], d["v"], d["G"],
+                                                            curious=[[1], [1]]), r"curious\[1\] .*got 1"),
+    "curious length": (lambda d: mu.skr_leakage_aware_paths(d["P"], d["C"], d["u"], d["v"], d["G"], curious=[[1]]),
+                       r"curious must be a list of K = 2 lists of UT indices"),
+    "design space curious": (lambda d: mu.MultiUserDesignSpace(16, 2, 2, 2, 2, 2, 4.0, curious=[[1], [2]]),
+                             r"curious\[1\] must hold UT indices in \[0, 2\)"),
+    # pilot lengths: known schemes, M_e, N_e >= 1
+    "pilots typo": (lambda d: mu.check_pilot_lengths(4, 4, 2, 2, 2, "orthogonl"),
+                    "pilots must be 'reuse' or 'orthogonal', got 'orthogonl'"),
+    "pilots M_e -1": (lambda d: mu.check_pilot_lengths(4, 4, -1, 2), "M_e must be an integer >= 1, got -1"),
+    "pilots M_e 0": (lambda d: mu.check_pilot_lengths(4, 4, 0, 0), "M_e must be an integer >= 1, got 0"),
+    # the scenario: features, skr (outputs, layout, budget), from_description
+    "features power -inf": (lambda d: d["sc"].features({**d["b"], "power_db": torch.full_like(d["b"]["power_db"],
+                                                                                              -INF)}),
+                            "power_db must be finite"),
+    "features complex sin": (lambda d: d["sc"].features({**d["b"], "sin_aod": d["b"]["sin_aod"] + 0j}),
+                             r"sin_aod must be real, got a complex tensor \(dtype torch.complex128\)"),
+    "skr without C": (lambda d: d["sc"].skr(d["b"], {"P": d["out"]["P"]}),
+                      r"outputs lack \['C'\]; a 003 design has P \[n, K, M, M_e, 2\] and C \[n, K, N_k, N_e, 2\]"),
+    "skr last dim 3": (lambda d: d["sc"].skr(d["b"], {"P": torch.cat([d["out"]["P"], d["out"]["P"][..., :1]], -1),
+                                                      "C": d["out"]["C"]}),
+                       r"outputs\['P'\] must be real with a last dimension of 2 \(real, imaginary\), got shape "
+                       r"\(3, 2, 16, 2, 3\)"),
+    "skr over budget": (lambda d: d["sc"].skr(d["b"], {"P": torch.view_as_real(d["over"].clone()),
+                                                       "C": d["out"]["C"]}),
+                        r"P exceeds the downlink pilot-power budget: \|\|sum_k P~_k\|\|_F\^2 = 8 > K M_e = 4"),
+    "rates over budget": (lambda d: d["sc"].rates(d["b"], d["over"], mu._complex(d["out"]["C"]), "leakage_exact"),
+                          "P exceeds the downlink pilot-power budget"),
+    "description incomplete": (lambda d: mu.MultiUserScenario.from_description({"scenario": "multiuser_003"}),
+                               r"incomplete 003 multi-user scenario description: missing \['M', 'K', 'N_k'"),
+    "description without K": (lambda d: mu.MultiUserScenario.from_description(
+        {k: v for k, v in d["sc"].describe().items() if k != "K"}), r"missing \['K'\]"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_bad_input_is_refused_with_a_named_value(audit, case):
+    fn, pattern = REFUSED[case]
+    with pytest.raises(ValueError, match=pattern):
+        fn(audit)
+
+
+EMPTY = {
+    # an empty batch (n = 0 draws) is an empty result, as optimal_rate always gave: the beams are fine
+    "orthogonal pilots": (lambda d: mu.skr_orthogonal_pilots(d["U"][:0], d["Lam"][:0]), (0,)),
+    "optimal rate": (lambda d: mu.optimal_rate(d["Lam"][:0], 2), (0,)),
+    "pilot reuse": (lambda d: mu.skr_pilot_reuse(d["P"][None][:0], d["C"][None][:0], d["Lam"][None][:0]), (0, 2)),
+    "leakage aware": (lambda d: mu.skr_leakage_aware(d["P"][None][:0], d["C"][None][:0], d["Lj"][None][:0]), (0, 2)),
+    "scenario skr": (lambda d: d["sc"].skr({k: v[:0] for k, v in d["b"].items()},
+                                           {k: v[:0] for k, v in d["out"].items()}), (0, 2)),
+    "scenario theorem2": (lambda d: d["sc"].theorem2_rates({k: v[:0] for k, v in d["b"].items()}), (0, 2)),
+    "features": (lambda d: d["sc"].features(d["sc"].sample(0, gen(0))), (0, 12)),
+    "path gains": (lambda d: mu.draw_path_gains(d["G"], 0, gen(0)), (0, 6)),
+    "semi-unitary": (lambda d: mu.random_semi_unitary((0,), 4, 2, gen(0)), (0, 4, 2)),
+}
+
+
+@pytest.mark.parametrize("case", list(EMPTY))
+def test_empty_batch_gives_an_empty_result(audit, case):
+    fn, shape = EMPTY[case]
+    out = fn(audit)
+    assert tuple(out.shape) == shape
+
+
+def test_numpy_and_list_inputs_give_the_tensor_result(audit):
+    """Numpy arrays and nested lists are accepted as tensors are, built in float64 / complex128: a list of Python
+    complex numbers used to become complex64, and the rounding made a rank-deficient Lambda indefinite (~1e-7)."""
+    d = audit
+    aoa, aod, pw = random_paths(1, 3, 16, 4, seed=1, power_db=(0.0, 20.0))
+    u, v = mu.beam_vectors(aoa, aod, 4, 16)
+    Lam = mu.lambda_from_paths(u, v, pw)[0]  # 64 x 64, rank 3
+    assert torch.equal(mu.optimal_rate(Lam.tolist(), 2), mu.optimal_rate(Lam, 2))
+    assert torch.equal(mu.skr_pilot_reuse(d["P"].numpy(), d["C"].numpy(), d["Lam"].numpy()),
+                       mu.skr_pilot_reuse(d["P"], d["C"], d["Lam"]))
+    for a, b in zip(mu.algorithm1_design(d["R_bs"].numpy(), d["R_ut"].numpy(), 2, 2),
+                    mu.algorithm1_design(d["R_bs"], d["R_ut"], 2, 2), strict=True):
+        assert torch.equal(a, b)
+    sc, b = d["sc"], d["b"]
+    assert torch.equal(sc.features({k: v.numpy() for k, v in b.items()}), sc.features(b))
+    assert torch.equal(mu.unit_skr([3.0, 6.0], 3), torch.tensor([1.0, 2.0], dtype=torch.float64))
+    # the budgeted baselines pass the scenario's budget check (Algorithm 1 exactly at K M_e)
+    assert all(sc.skr(b, des).shape == (3, 2) for des in sc.baselines(b, gen(0)).values())

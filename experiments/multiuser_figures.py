@@ -621,8 +621,9 @@ def main(argv=None) -> None:
         draws, opt_draws, opt_steps, n_keys, rounds = 8, 2, 3, 100, 5
     if args.out is None:
         args.out = Path("outputs/multiuser_003_quick" if args.quick else "results/multiuser_003")
-        if args.quick:
+        if args.quick:  # a scratch folder for smoke runs: rerunning replaces the last one
             args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.overwrite = True
     check_out_folder(args.out, "results.md", args.overwrite)
     net, sc = load_net(args.ckpt, "ckpt", args.refine_steps, args.refine_lr)
     sh_net, sh_sc = load_net(args.shared_ckpt, "shared-ckpt", args.shared_refine_steps, args.shared_refine_lr)

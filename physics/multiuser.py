@@ -134,18 +134,21 @@ def _as_tensor(name: str, X) -> torch.Tensor:
     return t
 
 
-def _as_real(name: str, x) -> torch.Tensor:
+def _as_real(name: str, x, what: str = "a real number or a real tensor", complex_note: str = "") -> torch.Tensor:
     """``x`` (a real number, array or tensor) as a float64 tensor; ValueError naming ``name`` for strings, None,
-    bools and complex values (a cast would drop the imaginary part silently)."""
+    bools and complex values (a cast would drop the imaginary part silently). ``what`` says what is allowed."""
     try:
         t = None if isinstance(x, str | bytes) else torch.as_tensor(x)
     except (TypeError, ValueError, RuntimeError):
         t = None
     if t is None or t.dtype == torch.bool:
-        raise ValueError(f"{name} must be a real number or a real tensor, got {type(x).__name__} {x!r}")
+        got = f"of dtype {t.dtype}" if t is not None and t.ndim else repr(x)  # never the repr of a whole array
+        raise ValueError(f"{name} must be {what}, got {type(x).__name__} {got}")
     if t.is_complex():
-        raise ValueError(f"{name} must be real, got a complex value (dtype {t.dtype})")
-    return torch.as_tensor(x, dtype=torch.float64)
+        kind = "tensor" if isinstance(x, torch.Tensor) else "value"
+        raise ValueError(f"{name} must be real{complex_note}, got a complex {kind} (dtype {t.dtype})")
+    # Python floats straight to float64 (as_tensor alone would round them to float32 first)
+    return x.to(torch.float64) if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=torch.float64)
 
 
 def _broadcast(**batch_shapes: torch.Size) -> torch.Size:
@@ -791,17 +794,9 @@ def leakage_ratio(rho, noise_var) -> torch.Tensor:
     log[(1+s)^3 (3+s) / (s (2+s)^3)] / log[(1+s)^2 / (s (2+s))] (used instead of the garbled (45)).
     Returns float64, broadcast of the inputs.
     """
-    for name, v in (("rho", rho), ("noise_var", noise_var)):
-        try:
-            t = None if isinstance(v, str | bytes) else torch.as_tensor(v)
-        except (TypeError, ValueError, RuntimeError):
-            t = None
-        if t is None or t.dtype == torch.bool:
-            raise ValueError(f"{name} must be a real number or a real tensor, got {v!r}")
-        if t.is_complex():  # (43) depends on |rho|^2 only; a complex value is a caller's slip, never cast silently
-            raise ValueError(f"{name} must be real (pass |rho| for complex channels), got {v!r}")
-    rho = torch.as_tensor(rho, dtype=torch.float64)
-    s = torch.as_tensor(noise_var, dtype=torch.float64)
+    # (43) depends on |rho|^2 only; a complex value is a caller's slip, never cast silently
+    rho = _as_real("rho", rho, complex_note=" (pass |rho| for complex channels)")
+    s = _as_real("noise_var", noise_var)
     try:
         torch.broadcast_shapes(rho.shape, s.shape)
     except RuntimeError:
@@ -1393,21 +1388,6 @@ class MultiUserDesignSpace(nn.Module):
         return Er, Ei
 
 
-def _real_field(key: str, value) -> torch.Tensor:
-    """A batch field as a float64 tensor; ValueError naming ``key`` for complex values (a cast would drop the
-    imaginary part, and the features would become complex), bools, strings and the like."""
-    try:
-        t = None if isinstance(value, str | bytes) else torch.as_tensor(value)
-    except (TypeError, ValueError, RuntimeError):
-        t = None
-    if t is None or t.dtype == torch.bool:
-        raise ValueError(f"{key} must be a real tensor [n, K, N_P], got {type(value).__name__}"
-                         + (f" of dtype {t.dtype}" if t is not None else ""))
-    if t.is_complex():
-        raise ValueError(f"{key} must be real, got a complex tensor (dtype {t.dtype})")
-    return t.to(torch.float64)
-
-
 def _complex(t: torch.Tensor) -> torch.Tensor:
     return torch.view_as_complex(t.to(torch.float64).contiguous())
 
@@ -1689,7 +1669,7 @@ class MultiUserScenario(Scenario):
         missing = [k for k in ("sin_aod", "sin_aoa", "power_db") if k not in batch]
         if missing:
             raise ValueError(f"batch lacks {missing}; a 003 batch has sin_aod, sin_aoa, power_db [n, K, N_P]")
-        f64 = {k: _real_field(k, batch[k]) for k in ("sin_aod", "sin_aoa", "power_db")}
+        f64 = {k: _as_real(k, batch[k], "a real tensor [n, K, N_P]") for k in ("sin_aod", "sin_aoa", "power_db")}
         for k, t in f64.items():
             if t.ndim != 3 or tuple(t.shape[1:]) != (self.K, self.N_P):
                 raise ValueError(f"{k} must be [n, K, N_P] = [n, {self.K}, {self.N_P}], got shape {tuple(t.shape)}")
@@ -1704,7 +1684,7 @@ class MultiUserScenario(Scenario):
             if "rho_shared" not in batch:
                 raise ValueError("a shared-scatterer batch needs rho_shared [n, K, N_P] (shared_paths = "
                                  f"{self.shared_paths})")
-            rho = _real_field("rho_shared", batch["rho_shared"])
+            rho = _as_real("rho_shared", batch["rho_shared"], "a real tensor [n, K, N_P]")
             if tuple(rho.shape) != tuple(f64["sin_aod"].shape):
                 raise ValueError(f"rho_shared must have the shape of sin_aod {tuple(f64['sin_aod'].shape)}, got "
                                  f"{tuple(rho.shape)}")

@@ -507,7 +507,7 @@ def test_bad_input_names_the_value():
         mu.unit_skr(torch.tensor([3.0, -1.0]), 10)
     with pytest.raises(ValueError, match=r"rho must be real \(pass \|rho\| for complex channels\)"):
         mu.leakage_ratio(torch.tensor(0.9j), 1.0)
-    with pytest.raises(ValueError, match="rho must be a real number or a real tensor, got '0.5'"):
+    with pytest.raises(ValueError, match="rho must be a real number or a real tensor, got str '0.5'"):
         mu.leakage_ratio("0.5", 1.0)
     with pytest.raises(ValueError, match=r"rho \(2,\) and noise_var \(3,\) do not broadcast"):
         mu.leakage_ratio([0.1, 0.2], [1.0, 2.0, 3.0])

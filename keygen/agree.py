@@ -402,12 +402,12 @@ class NearFieldSystem(System):
         if design == "pkgnet":
             if export is None or not Path(export).is_file():
                 raise ValueError(f"design 'pkgnet' needs --export PATH.pt2, got {export!r}")
-            net = torch.export.load(export).module()
-            with torch.no_grad():
-                outs = net(self.scenario.features(self.point).to(torch.float32))
-            from models.export import load_metadata
+            from models.export import load_program
 
-            names = load_metadata(export)["outputs_order"]
+            program, meta = load_program(export)  # one read of the archive: program and its output order
+            with torch.no_grad():
+                outs = program.module()(self.scenario.features(self.point).to(torch.float32))
+            names = meta["outputs_order"]
             des = {k: v.to(torch.float64) for k, v in zip(names, outs, strict=True)}
         else:
             base = self.scenario.baselines(self.point, g)

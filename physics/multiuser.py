@@ -160,6 +160,18 @@ def _broadcast(**batch_shapes: torch.Size) -> torch.Size:
         raise ValueError(f"batch dimensions do not broadcast: {parts}") from None
 
 
+def _check_hermitian(name: str, X: torch.Tensor, tol: float, symbol: str, word: str = "Hermitian",
+                    adjoint: str = "H") -> torch.Tensor:
+    """Refuse ``X [..., D, D]`` unless max |X - X^H| <= ``tol`` max |X| for every matrix; returns max |X| per
+    matrix (the scale the callers' other relative checks use)."""
+    scale = X.abs().amax((-1, -2)).clamp_min(1e-300)
+    asym = (X - X.mH).abs().amax((-1, -2)) / scale
+    if torch.any(asym > tol):
+        raise ValueError(f"{name} must be {word}, got max |{symbol} - {symbol}^{adjoint}| / max |{symbol}| = "
+                         f"{asym.max().item():.3g}")
+    return scale
+
+
 def _check_lambda(Lam: torch.Tensor, name: str = "Lambda") -> torch.Tensor:
     """Hermitian PSD check (relative tolerance 1e-8 of the largest |entry| / eigenvalue, float64 roundoff
     of sums of 6 rank-one terms is ~1e-15, so 1e-8 only rejects matrices that are not Hermitian/PSD)."""
@@ -168,10 +180,7 @@ def _check_lambda(Lam: torch.Tensor, name: str = "Lambda") -> torch.Tensor:
         raise ValueError(f"{name} must be [..., D, D] with D >= 1, got shape {tuple(Lam.shape)}")
     Lam = Lam.to(torch.complex128)
     _check_finite(name, Lam)
-    scale = Lam.abs().amax((-1, -2)).clamp_min(1e-300)
-    asym = (Lam - Lam.mH).abs().amax((-1, -2)) / scale
-    if torch.any(asym > 1e-8):
-        raise ValueError(f"{name} must be Hermitian, got max |L - L^H| / max |L| = {asym.max().item():.3g}")
+    _check_hermitian(name, Lam, 1e-8, "L")
     Lam = 0.5 * (Lam + Lam.mH)
     ev = torch.linalg.eigvalsh(Lam)
     rel = ev[..., 0] / ev[..., -1].abs().clamp_min(1e-300)
@@ -881,10 +890,7 @@ def _check_beam_covariance(name: str, R) -> torch.Tensor:
     if R.numel() == 0:  # an empty batch
         return R
     tol = 1e-8 if R.dtype in (torch.float64, torch.complex128) else 1e-5
-    scale = R.abs().amax((-1, -2)).clamp_min(1e-300)
-    asym = ((R - R.mH).abs().amax((-1, -2)) / scale).max().item()
-    if asym > tol:
-        raise ValueError(f"{name} must be Hermitian, got max |R - R^H| / max |R| = {asym:.3g}")
+    scale = _check_hermitian(name, R, tol, "R")
     diag = torch.diagonal(R, dim1=-2, dim2=-1).real
     if (diag / scale[..., None]).min().item() < -tol:
         raise ValueError(f"{name} must have a non-negative diagonal (beam powers), got {diag.min().item():.6g}")
@@ -1078,10 +1084,7 @@ def draw_path_gains(G: torch.Tensor, n: int, generator: torch.Generator) -> torc
     if G.ndim != 2 or G.shape[0] != G.shape[1] or G.shape[0] == 0:
         raise ValueError(f"G (the path-gain covariance) must be [D, D] with D >= 1, got shape {tuple(G.shape)}")
     _check_finite("G", G)
-    scale = max(G.abs().max().item(), 1e-300)
-    if (G - G.mT).abs().max().item() > 1e-8 * scale:
-        raise ValueError(f"G must be symmetric, got max |G - G^T| / max |G| = "
-                         f"{(G - G.mT).abs().max().item() / scale:.3g}")
+    _check_hermitian("G", G, 1e-8, "G", word="symmetric", adjoint="T")  # real: G^H = G^T
     lam, V = torch.linalg.eigh(G.to(torch.float64))
     if lam[0].item() < -1e-8 * max(lam[-1].abs().item(), 1e-300):
         raise ValueError(f"G must be positive semi-definite (a covariance), got smallest eigenvalue "

@@ -350,7 +350,7 @@ def leakage_from_covariance(rho, s):
     def cond_mi(r):
         C = torch.tensor([[1 + s, 1, r], [1, 1 + s, r], [r, r, 1 + s]], dtype=torch.float64)
         return logdet(C[[0, 2]][:, [0, 2]]) + logdet(C[[1, 2]][:, [1, 2]]) - logdet(C) - math.log(1 + s)
-    return 1 - cond_mi(rho) / cond_mi(0.0)
+    return float(1 - cond_mi(rho) / cond_mi(0.0))  # a plain float: pytest >= 9.2 iterates a tensor given to approx
 
 
 def test_leakage_ratio_against_joint_covariance_and_limits():

@@ -21,7 +21,8 @@ from experiments.cli_args import Parser, fail, positive_int
 from models.export import export_pkgnet, load_program
 from models.pkgnet import PKGNet
 from physics import irs
-from physics.scenarios import IRSScenario, generator_for
+from physics.irs import IRSScenario
+from physics.scenario import generator_for
 
 
 def median_time(fn, repeats: int) -> float:

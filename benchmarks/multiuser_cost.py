@@ -28,7 +28,7 @@ import torch
 from experiments.cli_args import Parser, best_time, positive_int
 from physics import multiuser as mu
 from physics.multiuser import MultiUserScenario
-from physics.scenarios import generator_for
+from physics.scenario import generator_for
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,13 +1,13 @@
 """BaselineCallback: analytic baselines on the same validation/test draws as the learned design.
 
 It observes only: it never touches the loss or the model's parameters. Everything it reports comes
-from the scenario contract (``physics/scenarios.py``), so any scenario is served unchanged:
+from the scenario contract (``physics/scenario.py``), so any scenario is served unchanged:
 
 * the baseline names are whatever ``scenario.baselines()`` returns;
 * the per-instance optimum is ``scenario.optimum(batch, generator, **optimum_options)``, the options
   passed through as they stand in the YAML;
 * a scenario whose ``skr`` is ``[n, K]`` (one rate per user) is reported per user and summed
-  (the sum is the objective, :func:`physics.scenarios.total_skr`);
+  (the sum is the objective, :func:`physics.scenario.total_skr`);
 * ``scenario.subsets()`` masks give the same report per named subset (``{stage}/<subset>/...``).
 
 Validation/test draws are fixed and carry their global index (``draw_index``, added by
@@ -25,7 +25,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from physics.scenarios import INDEX_KEY, STREAMS, generator_for, strip_index
+from physics.scenario import INDEX_KEY, STREAMS, generator_for, strip_index
 
 LEARNED = "learned"
 

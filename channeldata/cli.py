@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from physics.ofdm import (
+from physics.multipath import (
     PAPER_002_BANDWIDTH_HZ,
     PAPER_002_EVE_DISTANCE_M,
     PAPER_002_NUM_PATHS,

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from channeldata.dualband_file import SOURCE_DEEPMIMO_PREFIX, DualBandData, is_int, write_dual_band
-from physics.ofdm import (
+from physics.multipath import (
     PAPER_002_BANDWIDTH_HZ,
     PAPER_002_EVE_DISTANCE_M,
     PAPER_002_NUM_PATHS,

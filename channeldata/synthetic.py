@@ -1,6 +1,6 @@
 """The synthetic indoor dual-band data set (the embedded default of paper 002's KGNet data).
 
-Draws users in the room of :mod:`physics.ofdm`, computes both bands' CFRs (and Eve's next to each
+Draws users in the room of :mod:`physics.multipath`, computes both bands' CFRs (and Eve's next to each
 user) chunk by chunk, and writes the HDF5 file of :mod:`channeldata.dualband_file`.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from channeldata.dualband_file import DATASETS, SOURCE_SYNTHETIC, DualBandData, DualBandWriter, is_int
-from physics.ofdm import (
+from physics.multipath import (
     DEFAULT_ROOM,
     GENERATOR_VERSION,
     PAPER_002_BAND1_CARRIER_HZ,

@@ -23,7 +23,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sequential
 
 from channeldata.dualband_file import SOURCE_SYNTHETIC, DualBandData, is_int, is_real, read_dual_band
 from channeldata.synthetic import generate_synthetic, synthetic_dual_band
-from physics.ofdm import PAPER_002_EVE_DISTANCE_M, PAPER_002_NUM_SUBCARRIERS, add_awgn, cfr_to_features
+from physics.multipath import PAPER_002_EVE_DISTANCE_M, PAPER_002_NUM_SUBCARRIERS, add_awgn, cfr_to_features
 from physics.seeding import generator_for
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from physics.scenarios import INDEX_KEY, STREAMS, Batch, Scenario, check_positive_int, generator_for
+from physics.checks import check_int
+from physics.scenario import INDEX_KEY, STREAMS, Batch, Scenario, generator_for
 
 
 def _chunks(batch: Batch, size: int) -> list[Batch]:
@@ -82,7 +83,7 @@ class ScenarioDataModule(pl.LightningDataModule):
         super().__init__()
         for name, v in (("train_draws_per_epoch", train_draws_per_epoch), ("val_draws", val_draws),
                         ("test_draws", test_draws), ("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            check_positive_int(name, v)
+            check_int(name, v)
         if isinstance(seed, bool) or int(seed) != seed or seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
         self.scenario = scenario

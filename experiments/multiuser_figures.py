@@ -6,7 +6,7 @@
         [--draws 200] [--optimum-draws 16] [--optimum-steps 100] [--keys 10000] [--quick]
 
 003 gives no axis ranges or draw counts; ours (every curve averages ``--draws`` draws of the scenario's pinned
-generator, physics/multiuser.py, at each x):
+generator, physics/multiuser/scenario.py, at each x):
   Fig. 4: one UT, rate vs SNR in [0, 20] dB: perfect CSI (all M N_k dimensions), Theorem 2's optimal U,
           eigen beams and the strongest (unit-vector) beams, M_e = 4 and 6, C~ = I (N_e = N_k = 4);
   Fig. 6: sum SKR vs number of UTs K = 1..6 at 10 dB: sum of Theorem 2's rates (orthogonal pilots), and
@@ -56,7 +56,8 @@ from experiments.cli_args import (  # noqa: E402
 from keygen.randomness import TABLE_I_003_TESTS, nist_pass_ratios_003  # noqa: E402
 from physics import multiuser as mu  # noqa: E402
 from physics.multiuser import MultiUserScenario  # noqa: E402
-from physics.scenarios import generator_for  # noqa: E402
+from physics.multiuser.rates import _path_observations  # noqa: E402
+from physics.scenario import generator_for  # noqa: E402
 
 BASE = ("beam_selection", "strongest_overlapping", "eigen_beams")
 LABEL = {"beam_selection": "Algorithm 1 (beam selection)", "strongest_overlapping": "strongest beams (Fig. 8)",
@@ -178,7 +179,7 @@ def key_bits(sc: MultiUserScenario, batch, P, C, rounds: int, gen: torch.Generat
     reciprocal component, same procedure), each ``[n, rounds, 2 N_P]`` uint8.
     """
     pth = sc.paths(batch)
-    D, E, nD, nU = mu._path_observations(P, C, pth["u"], pth["v"])
+    D, E, nD, nU = _path_observations(P, C, pth["u"], pth["v"])
     G = pth["G"].to(D.dtype)
     n, K, d, S = D.shape[0], D.shape[1], D.shape[2], G.shape[-1]
     lam, V = torch.linalg.eigh(G)

@@ -35,7 +35,8 @@ from models.checkpoints import check_record, load_checkpoint  # noqa: E402
 from models.pkgnet import PKGNet, PKGNetModule  # noqa: E402
 from physics import irs  # noqa: E402
 from physics.correlation import bob_eve_correlation  # noqa: E402
-from physics.scenarios import IRSScenario, design_to_real, generator_for  # noqa: E402
+from physics.irs import IRSScenario, design_to_real  # noqa: E402
+from physics.scenario import generator_for  # noqa: E402
 from physics.units import wavelength_m  # noqa: E402
 
 SIDE = {16: 4, 36: 6, 64: 8, 100: 10}

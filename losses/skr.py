@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from physics.scenarios import total_skr
+from physics.scenario import total_skr
 
 
 class NegativeMeanSKR(nn.Module):

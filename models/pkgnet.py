@@ -18,7 +18,7 @@ from torch import nn
 from losses.skr import NegativeMeanSKR
 from models.checkpoints import RECORD_KEY, check_record
 from models.hparams import save_plain_hyperparameters
-from physics.scenarios import INDEX_KEY, Scenario, check_description, strip_index, total_skr
+from physics.scenario import INDEX_KEY, Scenario, check_description, strip_index, total_skr
 
 
 class PKGNet(nn.Module):
@@ -94,7 +94,7 @@ class PKGNetModule(pl.LightningModule):
         super().__init__()
         save_plain_hyperparameters(self)
         if not isinstance(scenario, Scenario):
-            raise ValueError(f"scenario must be a physics.scenarios.Scenario, got {type(scenario).__name__}")
+            raise ValueError(f"scenario must be a physics.scenario.Scenario, got {type(scenario).__name__}")
         check_description(scenario.describe(), type(scenario).__name__)
         self.scenario = scenario
         low, high = scenario.feature_bounds()

@@ -475,9 +475,9 @@ BOB = [[10.0, 5.0, 0.0]]
 def _api_cases():
     from keygen.randomness import NistResult
     from physics import irs
+    from physics.irs import IRSScenario
     from physics.multiuser import MultiUserScenario
     from physics.nearfield import NearFieldScenario
-    from physics.scenarios import IRSScenario
 
     stats = irs.stats_001(torch.tensor(BOB), M=2, L_H=2, L_V=2)
     P = torch.eye(2, dtype=torch.complex128)[None]
@@ -616,7 +616,7 @@ def test_kgnet_artefact_matches_the_module_in_a_torch_only_process(env):
                              f"--ckpt_path={env['kg_ckpt']}", f"--out={out}"])
     from channeldata.dualband_file import read_dual_band
     from datamodules.dualband import MinMaxNormalizer
-    from physics.ofdm import cfr_to_features, features_to_cfr
+    from physics.multipath import cfr_to_features, features_to_cfr
 
     data = read_dual_band(env["h5"])
     h1 = torch.from_numpy(data.cfr_band1[:16])

@@ -19,7 +19,7 @@ from channeldata.deepmimo import export_deepmimo
 from channeldata.dualband_file import DATASETS, DualBandData, DualBandWriter, read_dual_band, write_dual_band
 from channeldata.synthetic import generate_synthetic, synthetic_dual_band
 from datamodules.dualband import DualBandDataModule, MinMaxNormalizer, cross_dataset_noisy_count
-from physics.ofdm import cfr_from_paths, indoor_dual_band
+from physics.multipath import cfr_from_paths, indoor_dual_band
 from tests.deepmimo_fixture import random_paths, write_scenario
 
 REPO = Path(__file__).resolve().parents[1]

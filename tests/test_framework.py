@@ -26,8 +26,9 @@ from models.export import load_metadata
 from models.pkgnet import PKGNet, PKGNetModule
 from physics import irs
 from physics.arrays import irs_correlation
+from physics.irs import IRSScenario
 from physics.optim import ascent_loop_runner, projected_ascent, unrolled_ascent
-from physics.scenarios import IRSScenario, Scenario, check_description, generator_for, total_skr
+from physics.scenario import Scenario, check_description, generator_for, total_skr
 
 REPO = Path(__file__).resolve().parents[1]
 TOY_DIR = Path(__file__).resolve().parent / "toy"

@@ -6,12 +6,14 @@ import math
 
 import torch
 
-from physics.irs import joint_covariance_kronecker, random_design, skr_case2_parts, stats_001
-from physics.montecarlo import (
+from physics.gaussian import sample_covariance, sample_mi_bits
+from physics.irs import (
     draw_nlos_channels,
-    empirical_covariance,
-    gaussian_mi_bits_from_samples,
+    joint_covariance_kronecker,
     observations,
+    random_design,
+    skr_case2_parts,
+    stats_001,
 )
 from physics.units import dbm_to_w, wavelength_m
 
@@ -35,7 +37,7 @@ def _simulate(seed: int, eta: float, kappa: float, eve_dx_wl: float, P_max_dbm: 
 def test_empirical_covariance_matches_model_within_sampling_error():
     st, P, theta, y = _simulate(0, eta=0.5, kappa=1.0, eve_dx_wl=0.3, P_max_dbm=20.0)
     Y = torch.cat([y["y_a"], y["y_b"], y["y_e"]], -1)
-    C = empirical_covariance(y["y_a"], y["y_b"], y["y_e"])
+    C = sample_covariance(y["y_a"], y["y_b"], y["y_e"])
     C_model = joint_covariance_kronecker(P, theta, st)
     # Standard error of each entry from the samples themselves: std(y_i y_j^*) / sqrt(N). The cascade
     # G O f is a product of Gaussians (heavier tails), which the sample std accounts for. 6M^2 = 36
@@ -54,11 +56,11 @@ def test_gaussian_mi_of_samples_matches_closed_form():
     pairs = {"I_ab": ("y_a", "y_b"), "I_ae": ("y_a", "y_e"), "I_be": ("y_b", "y_e")}
     n_b = N_DRAWS // N_BATCHES
     for key, (x, z) in pairs.items():
-        full = gaussian_mi_bits_from_samples(y[x], y[z])
+        full = sample_mi_bits(y[x], y[z])
         # Tolerance from the sample size: batch means over 10 batches of 1e4 draws give the spread
         # of the estimator at N/10; the full-sample standard error is that spread / sqrt(10).
         # The plug-in log-det bias is O(d^2 / N) = O(16 / 1e5) nats (<= 2.5e-4 bits), added on top.
-        batch = torch.stack([gaussian_mi_bits_from_samples(y[x][i * n_b:(i + 1) * n_b], y[z][i * n_b:(i + 1) * n_b])
+        batch = torch.stack([sample_mi_bits(y[x][i * n_b:(i + 1) * n_b], y[z][i * n_b:(i + 1) * n_b])
                              for i in range(N_BATCHES)])
         se = float(batch.std() / math.sqrt(N_BATCHES))
         tol = 5 * se + 16 / N_DRAWS / math.log(2)

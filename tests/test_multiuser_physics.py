@@ -15,6 +15,8 @@ import pytest
 import torch
 
 from physics import multiuser as mu
+from physics.checks import check_semi_unitary
+from physics.multiuser.scenario import _complex
 
 LN2 = math.log(2.0)
 
@@ -454,7 +456,7 @@ def test_algorithm1_threshold_and_disjointness():
         P, C = mu.algorithm1_design(R_bs, R_ut, Me, Ne, overlap_threshold_db=t)
         used = P.abs().sum(-1).real  # [K, M] 0/1 occupancy
         assert torch.all(used.sum(0) <= 1)  # beams disjoint across UTs
-        mu._check_semi_unitary("P", P)
+        check_semi_unitary("P", P)
     Ps, _ = mu.strongest_beams_design(R_bs, R_ut, Me, Ne)
     assert torch.any(Ps.abs().sum(-1).real.sum(0) > 1)  # the overlapping UTs 0 and 1 share beams
 
@@ -509,7 +511,7 @@ def test_bad_input_names_the_value():
         mu.leakage_ratio(torch.tensor(0.9j), 1.0)
     with pytest.raises(ValueError, match="rho must be a real number or a real tensor, got str '0.5'"):
         mu.leakage_ratio("0.5", 1.0)
-    with pytest.raises(ValueError, match=r"rho \(2,\) and noise_var \(3,\) do not broadcast"):
+    with pytest.raises(ValueError, match=r"do not broadcast: rho batch shape \(2,\), noise_var batch shape \(3,\)"):
         mu.leakage_ratio([0.1, 0.2], [1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match=r"noise_var must lie in \[1e-150, 1e150\].*1e\+160"):
         mu.leakage_ratio(0.5, 1e160)
@@ -517,7 +519,8 @@ def test_bad_input_names_the_value():
     with pytest.raises(ValueError, match="Lambda must be a real or complex tensor .*got str"):
         mu.optimal_rate("Lambda", 2)
     U2 = mu.unit_vector_design(Lam, 2)
-    with pytest.raises(ValueError, match=r"batch dimensions do not broadcast: U \(2,\), Lambda \(3,\)"):
+    with pytest.raises(ValueError, match=r"batch dimensions do not broadcast: U batch shape \(2,\), Lambda batch shape "
+                                         r"\(3,\)"):
         mu.skr_orthogonal_pilots(U2, torch.cat([Lam, Lam[:1]]))
     with pytest.raises(ValueError, match="spacing_wavelengths must be finite"):
         mu.ula_response(4, 0.5, spacing_wavelengths=float("nan"))
@@ -558,7 +561,8 @@ def test_designs_with_more_than_unit_pilot_power_are_refused():
     Lam = torch.eye(32, dtype=torch.complex128).expand(2, 32, 32)
     with pytest.raises(ValueError, match="P carries more than unit pilot power"):
         mu.skr_pilot_reuse(2 * P[0], C[0], Lam)
-    with pytest.raises(ValueError, match=r"batch dimensions do not broadcast: P \(2,\), C \(2,\), Lambda \(3,\)"):
+    with pytest.raises(ValueError, match=r"batch dimensions do not broadcast: P batch shape \(2,\), "
+                                         r"C batch shape \(2,\), Lambda batch shape \(3,\)"):
         mu.skr_pilot_reuse(P[:2], C[:2], Lam.expand(3, 2, 32, 32))
     bad = dict(b)
     bad["power_db"] = b["power_db"].clone()
@@ -679,7 +683,8 @@ REFUSED = {
     "unit_skr T str": (lambda d: mu.unit_skr(1.0, "4"),
                        r"overhead_symbols \(pilot overhead T\) must be a real number or a real tensor, got str '4'"),
     "unit_skr shapes": (lambda d: mu.unit_skr([1.0, 2.0, 3.0], [4, 5]),
-                        r"batch dimensions do not broadcast: sum_rate_bits \(3,\), overhead_symbols \(2,\)"),
+                        r"batch dimensions do not broadcast: sum_rate_bits batch shape \(3,\), "
+                        r"overhead_symbols batch shape \(2,\)"),
     "unit_skr T 0": (lambda d: mu.unit_skr([1.0, 2.0], [4, 0]), "pilot overhead T must be finite and > 0, got 0.0"),
     # random draws: batch shape and n >= 0, G a real symmetric PSD [D, D], an explicit generator
     "semi-unitary shape -1": (lambda d: mu.random_semi_unitary((-1,), 4, 2, gen(0)),
@@ -725,7 +730,7 @@ REFUSED = {
     "skr over budget": (lambda d: d["sc"].skr(d["b"], {"P": torch.view_as_real(d["over"].clone()),
                                                        "C": d["out"]["C"]}),
                         r"P exceeds the downlink pilot-power budget: \|\|sum_k P~_k\|\|_F\^2 = 8 > K M_e = 4"),
-    "rates over budget": (lambda d: d["sc"].rates(d["b"], d["over"], mu._complex(d["out"]["C"]), "leakage_exact"),
+    "rates over budget": (lambda d: d["sc"].rates(d["b"], d["over"], _complex(d["out"]["C"]), "leakage_exact"),
                           "P exceeds the downlink pilot-power budget"),
     "description incomplete": (lambda d: mu.MultiUserScenario.from_description({"scenario": "multiuser_003"}),
                                r"incomplete 003 multi-user scenario description: missing \['M', 'K', 'N_k'"),

@@ -14,7 +14,7 @@ import torch
 from models.pkgnet import PKGNet
 from physics import multiuser as mu
 from physics.multiuser import MultiUserScenario
-from physics.scenarios import Scenario, check_description, generator_for
+from physics.scenario import Scenario, check_description, generator_for
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = [str(REPO / "configs" / "pkgnet" / f"{n}.yaml") for n in ("multiuser", "multiuser_shared")]

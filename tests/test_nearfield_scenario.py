@@ -23,7 +23,7 @@ from physics.nearfield import (
     near_field_channel,
     skr,
 )
-from physics.scenarios import Scenario, check_description
+from physics.scenario import Scenario, check_description
 from physics.seeding import generator_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -243,8 +243,8 @@ def test_constructor_accepts_numpy_scalars_and_bounds_the_power():
     assert sc.describe() == NearFieldScenario(N=8, r_m_range=(5.0, 25.0), psi_rad_range=(-1.0, 1.0)).describe()
     for kw, msg in [(dict(P_t_dbm_range=(3000.0, 4000.0)), "P_t_dbm_range range must end at <= 100"),
                     (dict(P_t_dbm_range=(-4000.0, 0.0)), "P_t_dbm_range range must start at >= -200"),
-                    (dict(r_m_range=(5.0, 10.0, 20.0)), "r_m_range must be two real numbers"),
-                    (dict(r_m_range=5.0), "r_m_range must be two real numbers"),
+                    (dict(r_m_range=(5.0, 10.0, 20.0)), "r_m_range must be a range [low, high] of two numbers"),
+                    (dict(r_m_range=5.0), "r_m_range must be a range [low, high] of two numbers"),
                     (dict(r_m_range=(np.bool_(True), 5.0)), "r_m_range range must be two real numbers"),
                     (dict(N=np.float64("inf")), "N (number of BS antennas) must be an integer >= 2, got"),
                     (dict(N=np.bool_(True)), "N (number of BS antennas) must be an integer >= 2, got")]:

@@ -1,4 +1,4 @@
-"""physics.ofdm: 002 (4) CFR, the synthetic indoor room, user/Eve positions and AWGN.
+"""physics.multipath: 002 (4) CFR, the synthetic indoor room, user/Eve positions and AWGN.
 
 References are independent computations: Python loops with ``cmath`` over paths and subcarriers,
 and image sources found by mirroring the access point across explicit wall sequences.
@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from physics.ofdm import (
+from physics.multipath import (
     DEFAULT_ROOM,
-    SPEED_OF_LIGHT_M_S,
     IndoorRoom,
     add_awgn,
     cfr_from_paths,
@@ -29,6 +28,7 @@ from physics.ofdm import (
     sample_user_positions,
     subcarrier_freqs_hz,
 )
+from physics.units import SPEED_OF_LIGHT_M_S
 
 
 def loop_cfr(gain, delay_s, phase_rad, freqs_hz) -> np.ndarray:

@@ -18,7 +18,8 @@ import torch
 from datamodules.scenario import ScenarioDataModule
 from models.pkgnet import PKGNet, PKGNetModule
 from physics import irs
-from physics.scenarios import IRSScenario, generator_for
+from physics.irs import IRSScenario
+from physics.scenario import generator_for
 
 REPO = Path(__file__).resolve().parents[1]
 # the IRS configs (the near-field and multi-user configs run fast_dev_run in their own test modules,
@@ -357,7 +358,7 @@ def test_onnx_export_matches_the_net(tmp_path):
 
 def test_irs_scenario_refuses_truthy_strings_and_fractional_draw_counts():
     """``bool("no")`` is True: a string flag would silently switch Eve's position; 2.5 draws is not a count."""
-    from physics.scenarios import IRSScenario
+    from physics.irs import IRSScenario
 
     with pytest.raises(ValueError, match="eve_at_bob_minus_half_wavelength must be true or false, got 'no'"):
         IRSScenario("case2", eve_at_bob_minus_half_wavelength="no")

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from physics.scenarios import Batch, Scenario
+from physics.scenario import Batch, Scenario
 
 
 def link_rate_bits(s: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,8 @@
 """Monte Carlo simulation of the IRS-assisted channel probing (001 (1)-(7), (21)-(24)).
 
-Used to verify the closed forms of :mod:`physics.irs` independently: draw the correlated NLoS
-channels, form the noisy observations of Alice, Bob and Eve, estimate their covariance and the
-Gaussian mutual information from samples.
+Used to verify the closed forms of :mod:`physics.irs.rates` independently (draw the correlated NLoS
+channels, form the noisy observations of Alice, Bob and Eve; :func:`physics.gaussian.sample_mi_bits` estimates
+their mutual information from samples) and by the key pipeline, which quantises these observations.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from typing import NamedTuple
 
 import torch
 
-from physics.irs import IRSStats
-from physics.units import LN2
+from physics.checks import check_int
+from physics.irs.stats import IRSStats
+
+__all__ = ["NLoSChannels", "draw_nlos_channels", "observations"]
 
 
 class NLoSChannels(NamedTuple):
@@ -55,8 +57,7 @@ def draw_nlos_channels(stats: IRSStats, n: int, generator: torch.Generator) -> N
     whitened channels are correlated with Bob's element-wise with coefficient rho (001 Theorem 1):
     x_e = rho x_b + sqrt(1 - rho^2) w (both unit variance before scaling).
     """
-    if n < 1:
-        raise ValueError(f"n (number of draws) must be >= 1, got {n}")
+    n = check_int("n (number of draws)", n)
     M, L = stats.M, stats.L
     RB = stats.R_B.reshape(M, M) if stats.R_B.numel() == M * M else None
     RI = stats.R_I.reshape(L, L) if stats.R_I.numel() == L * L else None
@@ -110,23 +111,3 @@ def observations(
         c_e = cascade(channels.h_ae, channels.f_e)
         out["y_e"] = c_e @ PT.T + noise * _cn((n, M), generator)
     return out
-
-
-def empirical_covariance(*blocks: torch.Tensor) -> torch.Tensor:
-    """Sample covariance E{y y^H} of the stacked zero-mean observations ``[n, d]`` -> ``[D, D]``.
-
-    The observations are zero-mean by construction (NLoS parts only), so no mean is subtracted.
-    """
-    y = torch.cat(blocks, dim=-1)
-    return y.T @ y.conj() / y.shape[0]
-
-
-def gaussian_mi_bits_from_samples(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Gaussian mutual information log2(|R_x||R_y|/|R_xy|) of the empirical covariance (001 (58))."""
-    C = empirical_covariance(x, y)
-    dx = x.shape[-1]
-
-    def ld(A):
-        return torch.linalg.slogdet(A)[1]
-
-    return (ld(C[:dx, :dx]) + ld(C[dx:, dx:]) - ld(C)) / LN2

@@ -1,197 +1,23 @@
-"""The scenario contract (docs/architecture.md, "Scenario contract") and the IRS scenarios of 000/001.
-
-A scenario is one system model with an SKR objective. PKG-Net is the same LightningModule for every
-scenario; only this object changes. :class:`Scenario` is an abstract base class: a subclass must
-implement every abstract method below, and ``PKGNetModule``, ``ScenarioDataModule``,
-``BaselineCallback`` and export then serve it unchanged. For a batch of ``n`` draws:
-
-* ``sample(n, generator)`` -> a batch: ``dict[str, Tensor]`` of statistics in physical units
-  (leading dim ``n``);
-* ``features(batch)`` -> ``[n, d]`` raw physical network inputs, in ``feature_names`` order/units;
-* ``feature_bounds()`` -> low/high of each feature over the training distribution;
-* ``design_space()`` -> an ``nn.Module`` with ``heads`` (raw output sizes) that projects raw network
-  outputs onto the feasible set and returns real tensors with real/imaginary parts stacked last
-  (exportable: no complex outputs);
-* ``skr(batch, outputs)`` -> ``[n]`` bits, or ``[n, K]`` bits per user for a multi-user system
-  (the objective is then the sum over users, :func:`total_skr`), differentiable, float64;
-* ``baselines(batch, generator)`` -> named analytic designs (the names are the scenario's own and
-  are reported as they are); ``optimum(batch, generator, **options)`` the per-instance ceiling
-  (``options`` are the scenario's own solver settings, passed through unchanged from the callback);
-* ``subsets(batch)`` -> named ``[n]`` bool masks for reporting (default: none);
-* ``point(n, **values)`` -> a named evaluation point for figure sweeps (optional);
-* ``describe()`` -> plain JSON types with at least :data:`REQUIRED_DESCRIPTION_KEYS`; stored in
-  checkpoints and export metadata.
-
-No Lightning here: a researcher can use a scenario from a notebook.
-"""
+"""The IRS-assisted PKG scenario of papers 000 and 001 in the scenario contract (:mod:`physics.scenario`)."""
 
 from __future__ import annotations
 
-import abc
 import math
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from physics import irs
-from physics.seeding import STREAMS, check_generator, generator_for  # noqa: F401 - re-exported: the one seeding scheme
+from physics.checks import check_choice, check_flag, check_int, check_range, check_real
+from physics.irs.designs import Design, identity_design, random_design, water_filling_design
+from physics.irs.optimum import optimum
+from physics.irs.rates import skr
+from physics.irs.stats import GEOMETRY_000, IRSStats, irs_stats_from_geometry, stats_001
+from physics.scenario import Batch, Scenario
+from physics.seeding import check_generator
 from physics.units import dbm_to_w, wavelength_m
 
-Batch = dict[str, torch.Tensor]
-Design = dict[str, torch.Tensor]
-
-#: Keys every ``Scenario.describe()`` must return (checked by :func:`check_description`).
-REQUIRED_DESCRIPTION_KEYS = ("scenario", "feature_names", "feature_units", "outputs")
-
-
-#: Batches served by ``ScenarioDataModule`` for validation/test carry each draw's global index under
-#: this key (``[n]`` int64), so reports are identical across DDP ranks; scenarios never see it.
-INDEX_KEY = "draw_index"
-
-
-def strip_index(batch: Batch) -> Batch:
-    """``batch`` without :data:`INDEX_KEY` (what a scenario is given)."""
-    return {k: v for k, v in batch.items() if k != INDEX_KEY}
-
-
-def total_skr(skr_bits: torch.Tensor) -> torch.Tensor:
-    """The objective per draw: ``[n]`` as is, ``[n, K]`` (per user) summed over users -> ``[n]``."""
-    if skr_bits.ndim == 1:
-        return skr_bits
-    if skr_bits.ndim == 2:
-        return skr_bits.sum(-1)
-    raise ValueError(f"a scenario's skr must be [n] or [n, K] (per user), got shape {tuple(skr_bits.shape)}")
-
-
-def check_description(desc: dict[str, Any], scenario_name: str = "scenario") -> dict[str, Any]:
-    """Raise ValueError unless ``desc`` holds the required keys with plain JSON types."""
-    import json
-
-    missing = [k for k in REQUIRED_DESCRIPTION_KEYS if k not in desc]
-    if missing:
-        raise ValueError(f"{scenario_name}.describe() lacks the required keys {missing}")
-    if not isinstance(desc["outputs"], dict) or not desc["outputs"]:
-        raise ValueError(f"{scenario_name}.describe()['outputs'] must map output names to shapes")
-    if len(desc["feature_names"]) != len(desc["feature_units"]):
-        raise ValueError(f"{scenario_name}.describe(): feature_names and feature_units differ in length")
-    try:
-        json.dumps(desc)
-    except TypeError as e:
-        raise ValueError(f"{scenario_name}.describe() must hold plain JSON types only: {e}") from None
-    return desc
-
-
-def _check_range(name: str, *bounds, min_allowed: float | None = None, max_allowed: float | None = None,
-                 max_inclusive: bool = True) -> None:
-    """A ``[low, high]`` range: ``_check_range(name, rng)`` or ``_check_range(name, lo, hi)``; ValueError naming it
-    unless it is two finite real numbers (numpy scalars too, never bools), low <= high, inside the allowed bounds."""
-    if len(bounds) == 1:
-        rng = bounds[0]
-        if isinstance(rng, str | bytes) or not hasattr(rng, "__len__") or len(rng) != 2:
-            raise ValueError(f"{name} must be a range [low, high] of two numbers, got {rng!r}")
-        bounds = tuple(rng)
-    if len(bounds) != 2:
-        raise ValueError(f"{name} must be a range [low, high] of two numbers, got {list(bounds)!r}")
-    lo, hi = bounds
-    for v in (lo, hi):
-        if isinstance(v, bool | np.bool_) or not isinstance(v, int | float | np.integer | np.floating):
-            raise ValueError(f"{name} range must be two real numbers, got [{lo!r}, {hi!r}]")
-    lo, hi = float(lo), float(hi)
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError(f"{name} range must be finite, got [{lo}, {hi}]")
-    if lo > hi:
-        raise ValueError(f"{name} range is inverted: low {lo} > high {hi}")
-    if min_allowed is not None and lo < min_allowed:
-        raise ValueError(f"{name} range must start at >= {min_allowed}, got {lo}")
-    if max_allowed is not None and (hi > max_allowed or (not max_inclusive and hi >= max_allowed)):
-        op = "<=" if max_inclusive else "<"
-        raise ValueError(f"{name} range must end at {op} {max_allowed}, got {hi}")
-
-
-def check_positive_int(name: str, value) -> int:
-    """``value`` as an int; ValueError naming it unless it is an integer >= 1 (2.5 and True are refused)."""
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer) or int(value) != value \
-            or int(value) < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
-def check_real(name: str, value, *, low: float | None = None, high: float | None = None,
-               low_inclusive: bool = True, high_inclusive: bool = True) -> float:
-    """``value`` as a finite float inside the stated bounds; ValueError naming it otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    v = float(value)
-    ok = math.isfinite(v)
-    if ok and low is not None:
-        ok = v >= low if low_inclusive else v > low
-    if ok and high is not None:
-        ok = v <= high if high_inclusive else v < high
-    if not ok:
-        left = "[" if low_inclusive and low is not None else "("
-        right = "]" if high_inclusive and high is not None else ")"
-        interval = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
-        raise ValueError(f"{name} must be finite and lie in {interval}, got {value!r}")
-    return v
-
-
-class Scenario(abc.ABC):
-    """Abstract base of the scenario contract (see the module docstring)."""
-
-    name: str = "scenario"
-    feature_names: tuple[str, ...] = ()
-    feature_units: tuple[str, ...] = ()
-    #: ``describe()`` keys of settings used only when the model is evaluated (they change no trained weight,
-    #: e.g. the multi-user refinement steps): a checkpoint may be tested, predicted or exported with other
-    #: values of these than it was trained with (``models.checkpoints.check_record``); ``fit`` resumes only
-    #: with equal ones.
-    evaluation_only: tuple[str, ...] = ()
-
-    @abc.abstractmethod
-    def sample(self, n: int, generator: torch.Generator) -> Batch:
-        """``n`` draws of the training distribution, physical units, leading dim ``n``."""
-
-    @abc.abstractmethod
-    def features(self, batch: Batch) -> torch.Tensor:
-        """``[n, d]`` raw network inputs in ``feature_names`` order and ``feature_units``."""
-
-    @abc.abstractmethod
-    def feature_bounds(self) -> tuple[list[float], list[float]]:
-        """Low/high of each raw feature over the training distribution (for in-net normalisation)."""
-
-    @abc.abstractmethod
-    def design_space(self) -> nn.Module:
-        """Module with ``heads: dict[str, int]``; ``forward(raw, x)`` -> feasible real-valued design."""
-
-    @abc.abstractmethod
-    def skr(self, batch: Batch, outputs: Design) -> torch.Tensor:
-        """``[n]`` (or ``[n, K]`` per user) secret key rate in bits, float64, differentiable."""
-
-    @abc.abstractmethod
-    def baselines(self, batch: Batch, generator: torch.Generator) -> dict[str, Design]:
-        """Named analytic designs for ``batch`` (same layout as the design space's outputs)."""
-
-    @abc.abstractmethod
-    def optimum(self, batch: Batch, generator: torch.Generator, **options) -> Design:
-        """Per-instance ceiling (``options``: the scenario's own solver settings)."""
-
-    @abc.abstractmethod
-    def describe(self) -> dict[str, Any]:
-        """Plain-type description with at least :data:`REQUIRED_DESCRIPTION_KEYS`."""
-
-    def subsets(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """Named ``[n]`` bool masks of draws worth reporting apart (default: none)."""
-        return {}
-
-    def point(self, n: int = 1, **values) -> Batch:
-        """``n`` copies of a named evaluation point, fields overridable (for figure sweeps)."""
-        raise NotImplementedError(f"{type(self).__name__} defines no evaluation point for sweeps")
-
-    def num_users(self) -> int:
-        """K when ``skr`` returns ``[n, K]`` per user; 1 for a single link."""
-        return 1
+__all__ = ["IRSDesignSpace", "IRSScenario", "design_to_real"]
 
 
 class IRSDesignSpace(nn.Module):
@@ -233,7 +59,7 @@ def _complex(x: torch.Tensor) -> torch.Tensor:
     return torch.view_as_complex(x.to(torch.float64).contiguous())
 
 
-def design_to_real(design: irs.Design) -> dict[str, torch.Tensor]:
+def design_to_real(design: Design) -> dict[str, torch.Tensor]:
     return {"P": torch.view_as_real(design.P.to(torch.complex128)),
             "theta": torch.view_as_real(design.theta.to(torch.complex128))}
 
@@ -273,16 +99,14 @@ class IRSScenario(Scenario):
         hard_P_max_dbm: float = 15.0,
         hard_eta: float = 0.8,
     ):
-        if setting not in self.SETTINGS:
-            raise ValueError(f"setting must be one of {self.SETTINGS}, got {setting!r}")
-        M, L_H, L_V = (check_positive_int(nm, v) for nm, v in (("M", M), ("L_H", L_H), ("L_V", L_V)))
-        _check_range("area_m", area_m)
-        if float(area_m[0]) <= 0:
+        check_choice("setting", setting, self.SETTINGS)
+        M, L_H, L_V = (check_int(nm, v) for nm, v in (("M", M), ("L_H", L_H), ("L_V", L_V)))
+        if check_range("area_m", area_m)[0] <= 0:
             raise ValueError(f"area_m must start at > 0 m (a distance), got {list(area_m)!r}")
         # 100 dBm = 10 MW: far above any transmitter; beyond it the float64 SNR terms lose the noise
-        _check_range("P_max_dbm_range", P_max_dbm_range, max_allowed=100.0)
-        _check_range("eta_range", eta_range, min_allowed=0.0, max_allowed=1.0, max_inclusive=False)
-        _check_range("kappa_range", kappa_range, min_allowed=0.0)
+        check_range("P_max_dbm_range", P_max_dbm_range, max_allowed=100.0)
+        check_range("eta_range", eta_range, min_allowed=0.0, max_allowed=1.0, max_inclusive=False)
+        check_range("kappa_range", kappa_range, min_allowed=0.0)
         check_real("eta", eta, low=0.0, high=1.0, high_inclusive=False)
         check_real("P_b_dbm", P_b_dbm)
         check_real("power_dbm", power_dbm)
@@ -301,10 +125,8 @@ class IRSScenario(Scenario):
         self.power_dbm = float(power_dbm)
         self.eta = float(eta)
         self.carrier_hz = float(carrier_hz)
-        if not isinstance(eve_at_bob_minus_half_wavelength, bool | np.bool_):
-            raise ValueError("eve_at_bob_minus_half_wavelength must be true or false, got "
-                             f"{eve_at_bob_minus_half_wavelength!r}")
-        self.eve_at_bob_minus_half_wavelength = bool(eve_at_bob_minus_half_wavelength)
+        self.eve_at_bob_minus_half_wavelength = check_flag("eve_at_bob_minus_half_wavelength",
+                                                           eve_at_bob_minus_half_wavelength)
         self.hard_P_max_dbm = float(hard_P_max_dbm)
         self.hard_eta = float(hard_eta)
         self.name = f"irs_{setting}"
@@ -336,8 +158,7 @@ class IRSScenario(Scenario):
         return lo + (hi - lo) * torch.rand(n, generator=generator, dtype=torch.float64)
 
     def sample(self, n: int, generator: torch.Generator) -> Batch:
-        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
-            raise ValueError(f"number of draws n must be an integer >= 0, got {n!r}")
+        n = check_int("number of draws n", n, low=0)
         check_generator(generator)
         lo, hi = self.area_m
         bob = torch.stack([self._uniform(n, lo, hi, generator), self._uniform(n, lo, hi, generator),
@@ -368,7 +189,7 @@ class IRSScenario(Scenario):
         Fields: ``bob_m``, ``eve_m``, ``P_max_dbm``, ``eta``, ``kappa``, and ``bob_eve_distance_m``
         (Eve at Bob minus that distance in x; 001 Fig. 9).
         """
-        n = check_positive_int("n", n)
+        n = check_int("n", n)
         bob = torch.tensor([10.0, 10.0, 0.0], dtype=torch.float64).expand(n, 3).clone()
         batch: Batch = {"bob_m": bob}
         if self.setting == "conference":
@@ -418,11 +239,11 @@ class IRSScenario(Scenario):
         return IRSDesignSpace(self.M, self.L, self.feature_names.index("P_max_dbm"), None)
 
     # -- physics ----------------------------------------------------------------------------
-    def stats(self, batch: Batch) -> irs.IRSStats:
+    def stats(self, batch: Batch) -> IRSStats:
         kw = dict(M=self.M, L_H=self.L_H, L_V=self.L_V, eta=batch["eta"], kappa=batch["kappa"])
         if self.setting == "conference":
-            return irs.irs_stats_from_geometry(irs.GEOMETRY_000, batch["bob_m"], P_b_w=dbm_to_w(self.power_dbm), **kw)
-        return irs.stats_001(batch["bob_m"], P_b_dbm=self.P_b_dbm, carrier_hz=self.carrier_hz,
+            return irs_stats_from_geometry(GEOMETRY_000, batch["bob_m"], P_b_w=dbm_to_w(self.power_dbm), **kw)
+        return stats_001(batch["bob_m"], P_b_dbm=self.P_b_dbm, carrier_hz=self.carrier_hz,
                              eve_m=batch.get("eve_m") if self.setting == "case2" else None, **kw)
 
     def P_max_w(self, batch: Batch) -> torch.Tensor:
@@ -433,14 +254,14 @@ class IRSScenario(Scenario):
         stats = self.stats({k: v.to(torch.float64) for k, v in batch.items()})
         if stats.R_B.device != outputs["P"].device:
             stats = stats.to(outputs["P"].device)
-        return irs.skr(_complex(outputs["P"]), _complex(outputs["theta"]), stats, self.case)
+        return skr(_complex(outputs["P"]), _complex(outputs["theta"]), stats, self.case)
 
     def baselines(self, batch: Batch, generator: torch.Generator) -> dict[str, dict[str, torch.Tensor]]:
         stats, P_max = self.stats(batch), self.P_max_w(batch)
         return {
-            "water_filling": design_to_real(irs.water_filling_design(stats, P_max, self.case)),
-            "random": design_to_real(irs.random_design(stats, P_max, generator)),
-            "identity": design_to_real(irs.identity_design(stats, P_max)),
+            "water_filling": design_to_real(water_filling_design(stats, P_max, self.case)),
+            "random": design_to_real(random_design(stats, P_max, generator)),
+            "identity": design_to_real(identity_design(stats, P_max)),
         }
 
     def optimum(self, batch: Batch, generator: torch.Generator, **options) -> dict[str, torch.Tensor]:
@@ -449,8 +270,8 @@ class IRSScenario(Scenario):
         if set(options) - allowed:
             raise ValueError(f"unknown IRS optimum options {sorted(set(options) - allowed)}; "
                              f"allowed: {sorted(allowed)}")
-        res = irs.optimum(self.stats(batch), self.P_max_w(batch), self.case, generator=generator, **options)
-        return design_to_real(irs.Design(res.P, res.theta))
+        res = optimum(self.stats(batch), self.P_max_w(batch), self.case, generator=generator, **options)
+        return design_to_real(Design(res.P, res.theta))
 
     def subsets(self, batch: Batch) -> dict[str, torch.Tensor]:
         if self.setting == "conference":

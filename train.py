@@ -196,10 +196,11 @@ class PhykeyCLI(LightningCLI):
         super().before_instantiate_classes()
         sub = self.config.get("subcommand")
         cfg = self.config[sub] if sub else self.config
-        if sub == "agree":  # the flags that need no model, before anything is built
+        if sub == "agree":  # the flags that need no model, before anything is built; key agreement logs no run
             from agreement.command import check_flags
 
             check_flags(cfg)
+            cfg["trainer"]["logger"] = False
         loggers = cfg.get("trainer", {}).get("logger") if hasattr(cfg.get("trainer", {}), "get") else None
         for lg in loggers if isinstance(loggers, list) else [loggers]:
             init = getattr(lg, "init_args", None)

@@ -1,4 +1,4 @@
-"""phykey command line: ``python train.py {fit,validate,test,predict,export} --config <yaml>``.
+"""phykey command line: ``python train.py {fit,validate,test,predict,export,agree} --config <yaml>``.
 
 One LightningCLI for every model in the project: the YAML names the LightningModule and the
 LightningDataModule by ``class_path`` (subclass mode), so PKG-Net, KGNet and the benchmark nets all
@@ -9,6 +9,7 @@ user would type.
     python train.py fit --config configs/pkgnet/irs_case1.yaml --ckpt_path last      # resume
     python train.py test --config configs/pkgnet/irs_case1.yaml --ckpt_path <ckpt>
     python train.py export --config configs/pkgnet/irs_case1.yaml --ckpt_path <ckpt> --out model.pt2
+    python train.py agree --config configs/pkgnet/irs_case1.yaml --ckpt_path <ckpt> --json keys.json   # keys
 
 User errors (a bad flag, YAML key or value, a missing or foreign checkpoint, an existing output file)
 print one line ``error: ...`` on stderr and exit with status 2 before anything is trained or written;
@@ -31,9 +32,13 @@ from pathlib import Path
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
+from agreement.command import agree as _agree
+
 
 class PhykeyTrainer(Trainer):
-    """Trainer with an ``export`` subcommand (its signature becomes the CLI flags)."""
+    """Trainer with the ``export`` and ``agree`` subcommands (their signatures become the CLI flags)."""
+
+    agree = _agree  # key agreement for the config's design (agreement/command.py)
 
     def export(self, model: LightningModule, datamodule: LightningDataModule | None = None,
                ckpt_path: str | None = None, out: str = "model.pt2", onnx: str | None = None,
@@ -156,7 +161,7 @@ class PhykeyCLI(LightningCLI):
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
-        return {**LightningCLI.subcommands(), "export": {"model", "datamodule"}}
+        return {**LightningCLI.subcommands(), "export": {"model", "datamodule"}, "agree": {"model", "datamodule"}}
 
     def export(self, model: LightningModule, datamodule: LightningDataModule | None = None, **kwargs) -> dict:
         return self.trainer.export(model, datamodule, **kwargs)
@@ -191,6 +196,11 @@ class PhykeyCLI(LightningCLI):
         super().before_instantiate_classes()
         sub = self.config.get("subcommand")
         cfg = self.config[sub] if sub else self.config
+        if sub == "agree":  # the flags that need no model, before anything is built; key agreement logs no run
+            from agreement.command import check_flags
+
+            check_flags(cfg)
+            cfg["trainer"]["logger"] = False
         loggers = cfg.get("trainer", {}).get("logger") if hasattr(cfg.get("trainer", {}), "get") else None
         for lg in loggers if isinstance(loggers, list) else [loggers]:
             init = getattr(lg, "init_args", None)

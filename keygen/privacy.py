@@ -34,7 +34,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .channel import check_channel
+
 __all__ = [
+    "BudgetNotPositive",
     "PrivacyResult",
     "as_bits",
     "check_eps",
@@ -60,6 +63,14 @@ def as_bits(bits, name: str = "bits", *, ndim: int | None = 1) -> np.ndarray:
         bad = arr[(arr != 0) & (arr != 1)].flat[0].item()
         raise ValueError(f"{name} must be binary (only 0 and 1 allowed), found {bad!r}")
     return arr.astype(np.uint8)
+
+
+class BudgetNotPositive(ValueError):
+    """The leftover-hash budget ``H - leak - 2 log2(1/eps)`` is not positive: no key may be output.
+
+    A ``ValueError`` (bad input to the caller); its own type so that a pipeline can refuse one frame
+    and go on, while any other error still stops it.
+    """
 
 
 def check_eps(eps) -> float:
@@ -131,7 +142,8 @@ def leftover_hash_length(entropy_bits: float, disclosed_bits: float, eps: float)
         eps: security parameter in (0, 1): distance of the output from a uniform key independent of Eve.
 
     Raises:
-        ValueError: when the budget is not positive (no key may be output), or on bad input.
+        BudgetNotPositive: when the budget is not positive (no key may be output).
+        ValueError: on bad input.
     """
     eps = check_eps(eps)
     for name, v in (("entropy_bits", entropy_bits), ("disclosed_bits", disclosed_bits)):
@@ -141,7 +153,7 @@ def leftover_hash_length(entropy_bits: float, disclosed_bits: float, eps: float)
     budget = float(entropy_bits) - float(disclosed_bits) - cost
     ell = math.floor(budget)
     if ell <= 0:
-        raise ValueError(
+        raise BudgetNotPositive(
             f"privacy-amplification budget is not positive: entropy {float(entropy_bits):.1f} - disclosed "
             f"{float(disclosed_bits):.1f} - 2 log2(1/eps) {cost:.1f} = {budget:.1f} bits; no key can be "
             "output (use a longer block, a larger eps or a more efficient reconciliation)"
@@ -188,12 +200,9 @@ def privacy_amplify(bits, *, entropy_bits: float, disclosed_bits: float, eps: fl
         rng: numpy Generator for the seed (Alice's side).
         method: ``"toeplitz"`` (default) or ``"shake256"`` (labelled computational alternative; the
             same output length is used, but its security rests on SHAKE-256, not on the lemma).
-        channel: optional :class:`keygen.reconcile.PublicChannel` on which the seed is announced.
+        channel: optional :class:`keygen.channel.PublicChannel` on which the seed is announced.
     """
-    from .reconcile import PublicChannel  # here, not at the top: keygen.reconcile imports this module
-
-    if channel is not None and not isinstance(channel, PublicChannel):
-        raise ValueError(f"channel = {channel!r} is not allowed; it must be a keygen.reconcile.PublicChannel or None")
+    check_channel(channel)
     x = as_bits(bits)
     if x.size == 0:
         raise ValueError("bits is empty; privacy amplification needs a reconciled string of n >= 1 bits")

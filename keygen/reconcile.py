@@ -37,19 +37,19 @@ from __future__ import annotations
 import math
 import numbers
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
+from .channel import PublicChannel, check_channel
 from .privacy import as_bits, toeplitz_hash, toeplitz_seed
 
 __all__ = [
     "Cascade",
     "LDPCSyndrome",
-    "PublicChannel",
     "ReconcileResult",
     "binary_entropy",
     "regular_parity_check_matrix",
@@ -78,12 +78,6 @@ def binary_entropy(p) -> np.ndarray | float:
     return float(h) if np.ndim(h) == 0 else h
 
 
-def _check_count(nbits, kind) -> None:
-    # a negative count would lower the disclosed total and so lengthen the privacy-amplified key
-    if isinstance(nbits, (bool, np.bool_)) or not isinstance(nbits, numbers.Integral) or nbits < 0:
-        raise ValueError(f"nbits = {nbits!r} (message {kind!r}) is not allowed; it must be an integer >= 0")
-
-
 def _check_seed(seed, name: str, *, generator: bool = False) -> None:
     """Seeds are integers ``>= 0`` (bool refused); ``generator=True`` also allows a numpy Generator."""
     if generator and isinstance(seed, np.random.Generator):
@@ -91,43 +85,6 @@ def _check_seed(seed, name: str, *, generator: bool = False) -> None:
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
         also = " or a numpy Generator" if generator else ""
         raise ValueError(f"{name} = {seed!r} is not allowed; it must be an integer >= 0{also}")
-
-
-def _check_channel(channel) -> None:
-    if channel is not None and not isinstance(channel, PublicChannel):
-        raise ValueError(f"channel = {channel!r} is not allowed; it must be a PublicChannel or None (a fresh one)")
-
-
-@dataclass
-class PublicChannel:
-    """The authenticated public channel between Alice and Bob; Eve hears everything on it.
-
-    Attributes:
-        disclosed_bits: bits that depend on the key strings (Cascade parities, LDPC syndromes,
-            verification hashes); these are subtracted in privacy amplification.
-        public_bits: key-independent public bits (permutation and hash seeds, guard-band positions).
-        rounds: message rounds (a request and its reply, or one one-way message, count as one).
-        log: ``(kind, bits, disclosed?)`` per message, in order.
-    """
-
-    disclosed_bits: int = 0
-    public_bits: int = 0
-    rounds: int = 0
-    log: list[tuple[str, int, bool]] = field(default_factory=list)
-
-    def disclose(self, kind: str, nbits: int, *, new_round: bool = True) -> None:
-        """Record ``nbits`` key-dependent bits sent in the clear (an integer ``>= 0``)."""
-        _check_count(nbits, kind)
-        self.disclosed_bits += int(nbits)
-        self.rounds += int(new_round)
-        self.log.append((kind, int(nbits), True))
-
-    def announce(self, kind: str, nbits: int, *, new_round: bool = True) -> None:
-        """Record ``nbits`` key-independent public bits (seeds, positions); an integer ``>= 0``."""
-        _check_count(nbits, kind)
-        self.public_bits += int(nbits)
-        self.rounds += int(new_round)
-        self.log.append((kind, int(nbits), False))
 
 
 @dataclass
@@ -334,7 +291,7 @@ class Cascade:
         t0 = time.perf_counter()
         a, b0 = _check_pair(alice, bob)
         e_est = _check_rate(error_rate, self.max_error_rate, "Cascade")
-        _check_channel(channel)
+        check_channel(channel)
         _check_seed(seed, "seed", generator=True)
         channel = PublicChannel() if channel is None else channel
         d0, r0 = channel.disclosed_bits, channel.rounds
@@ -511,7 +468,7 @@ class LDPCSyndrome:
         n = a.size
         e_est = _check_rate(error_rate, self.max_error_rate(n), f"LDPC syndrome reconciliation (n = {n}, "
                             f"f_design = {self.f_design})")
-        _check_channel(channel)
+        check_channel(channel)
         _check_seed(seed, "seed", generator=True)
         channel = PublicChannel() if channel is None else channel
         d0, r0 = channel.disclosed_bits, channel.rounds

@@ -215,7 +215,7 @@ BAD_FILES = [("missing.ckpt", "does not exist"), ("empty.ckpt", "is empty"), ("r
              ("norecord.ckpt", "no phykey model record")]
 
 
-@pytest.mark.parametrize("sub", ["fit", *NEEDS_CKPT])
+@pytest.mark.parametrize("sub", ["fit", *NEEDS_CKPT, "agree"])
 @pytest.mark.parametrize(("name", "message"), BAD_FILES, ids=[b[0] for b in BAD_FILES])
 def test_bad_checkpoint_files_are_named(env, capsys, sub, name, message):
     root = env["root"]
@@ -224,13 +224,28 @@ def test_bad_checkpoint_files_are_named(env, capsys, sub, name, message):
                  name, message)
 
 
-@pytest.mark.parametrize("sub", ["fit", *NEEDS_CKPT])
+@pytest.mark.parametrize("sub", ["fit", *NEEDS_CKPT, "agree"])
 def test_a_checkpoint_that_would_run_code_is_never_unpickled(env, capsys, sub):
     root = env["root"]
     for config in (PKG, [*kg_args(KGNET, env["h5"]), *KG_NET]):
         expect_error(capsys, root, lambda c=config: env["train"].main(
             [sub, *c, f"--ckpt_path={root / 'evil.ckpt'}", *_extra(sub, root)]), "evil.ckpt")
     assert not (root / "PWNED").exists()
+
+
+@pytest.mark.parametrize("sub", [*NEEDS_CKPT, "agree"])
+def test_a_crafted_checkpoint_is_refused_by_the_process(env, sub):
+    """``python train.py <sub> --ckpt_path evil.ckpt`` as a real process: exit status 2, one error line naming the
+    file, and the file its unpickling would create does not exist (nothing was unpickled)."""
+    root = env["root"]
+    for config in (PKG, [*kg_args(KGNET, env["h5"]), *KG_NET]):
+        cmd = [sys.executable, str(REPO / "train.py"), sub, *config, f"--ckpt_path={root / 'evil.ckpt'}",
+               *_extra(sub, root)]
+        res = subprocess.run(cmd, capture_output=True, text=True, cwd=root, env=_env(root), timeout=300)
+        errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+        assert res.returncode == 2 and len(errors) == 1 and "evil.ckpt" in errors[0], res.stderr
+        assert "objects phykey does not load" in errors[0] and "Traceback" not in res.stderr
+        assert not (root / "PWNED").exists()
 
 
 def test_scripts_never_unpickle_a_checkpoint(env, capsys):
@@ -314,6 +329,67 @@ def test_predict_needs_out_and_refuses_existing(env, capsys):
                  "export path is empty")
     expect_error(capsys, root, lambda: env["train"].main(["predict", *PKG, f"--ckpt_path={env['pkg_ckpt']}", "--out="]),
                  "--out is empty")
+
+
+# --------------------------------------------------------------------------------------------
+# train.py agree: the design and its config must be the same system
+# --------------------------------------------------------------------------------------------
+
+NEARFIELD = str(REPO / "configs" / "pkgnet" / "nearfield.yaml")
+
+
+@pytest.fixture(scope="module")
+def irs_export(env):
+    """The small IRS case-1 checkpoint exported once (a real .pt2 for the mismatch cases)."""
+    out = env["root"] / "exports" / "irs_case1.pt2"
+    out.parent.mkdir(exist_ok=True)
+    env["train"].main(["export", *PKG, f"--ckpt_path={env['pkg_ckpt']}", f"--out={out}"])
+    return out
+
+
+def test_agree_refuses_a_design_of_another_system(env, capsys, irs_export):
+    root, train = env["root"], env["train"]
+    nf = ["--config", NEARFIELD, *QUIET]
+    # an IRS export given to the near-field config: its metadata is checked, no shape guard traceback
+    expect_error(capsys, root, lambda: train.main(["agree", *nf, f"--export={irs_export}"]),
+                 "irs_case1.pt2", "'irs_case1'", "'nearfield'")
+    expect_error(capsys, root, lambda: train.main(["agree", *nf, "--design", "pkgnet", f"--export={irs_export}"]),
+                 "'irs_case1'", "'nearfield'")
+    # the same scenario with other arrays (the export has M = 2)
+    expect_error(capsys, root, lambda: train.main(["agree", "--config", CASE1, *QUIET, f"--export={irs_export}"]),
+                 "irs_case1.pt2", "M: 2 vs 4")
+    expect_error(capsys, root, lambda: train.main(["agree", *nf, f"--ckpt_path={env['pkg_ckpt']}"]),
+                 "another scenario", "'irs_case1'", "'nearfield'")
+    expect_error(capsys, root, lambda: train.main(["agree", *PKG, f"--ckpt_path={env['kg_ckpt']}"]),
+                 "kgnet", "pkgnet")
+    expect_error(capsys, root, lambda: train.main(["agree", *kg_args(KGNET, env["h5"]), *KG_NET,
+                                                   f"--export={irs_export}"]), "irs_case1", "KGNet")
+    expect_error(capsys, root, lambda: train.main(["agree", *PKG, "--export=keep/model.pt2"]),
+                 "keep/model.pt2", "is not a .pt2 written by train.py export")
+    expect_error(capsys, root, lambda: train.main(["agree", *PKG, f"--ckpt_path={env['pkg_ckpt']}",
+                                                   f"--export={irs_export}"]), "not both")
+    expect_error(capsys, root, lambda: train.main(["agree", *kg_args(KGNET, root / "missing.h5"), *KG_NET,
+                                                   f"--ckpt_path={env['kg_ckpt']}"]), "missing.h5", "no such file")
+    assert not (root / "missing.h5").exists()
+    irs_conference = str(REPO / "configs" / "pkgnet" / "irs_conference.yaml")
+    expect_error(capsys, root, lambda: train.main(["agree", "--config", irs_conference, *QUIET]), "conference")
+
+
+def test_agree_reads_the_checkpoint_and_its_export_alike(env, capsys, irs_export):
+    """The small IRS case-1 checkpoint and its .pt2 give the same design, hence the same keys, under the config."""
+    root, train = env["root"], env["train"]
+    reports = {}
+    for name, flag in (("ckpt", f"--ckpt_path={env['pkg_ckpt']}"), ("pt2", f"--export={irs_export}")):
+        out = root / "exports" / f"agree_{name}.json"
+        train.main(["agree", *PKG, flag, "--probes=2000", "--calibration_probes=2000", "--progress=false",
+                    f"--json={out}"])
+        reports[name] = json.loads(out.read_text())
+    ck, pt = reports["ckpt"], reports["pt2"]
+    assert ck["design"] == pt["design"] == "pkgnet" and ck["system"]["setting"] == "case1"
+    assert ck["system"]["checkpoint"] == str(env["pkg_ckpt"]) and pt["system"]["export"] == str(irs_export)
+    for key in ("final_key_bits", "disclosed_bits", "initial_kdr", "final_key_agreement", "eve_bit_agreement"):
+        assert ck[key] == pt[key], key
+    assert ck["skr_bound_bits"] == pytest.approx(pt["skr_bound_bits"], rel=1e-5)  # float32 through two runtimes
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
+from keygen.channel import PublicChannel
 from keygen.entropy import bits_to_symbols, mcv_min_entropy, plugin_mutual_information
 from keygen.privacy import (
     leftover_hash_length,
@@ -16,7 +17,6 @@ from keygen.privacy import (
     toeplitz_hash,
     toeplitz_seed,
 )
-from keygen.reconcile import PublicChannel
 
 
 def _toeplitz_dense(seed: np.ndarray, n: int, m: int) -> np.ndarray:
@@ -158,7 +158,7 @@ def test_shake_context_str_is_utf8_and_other_types_refused():
 
 def test_privacy_amplify_channel_checked():
     x = np.random.default_rng(7).integers(0, 2, 200, dtype=np.uint8)
-    with pytest.raises(ValueError, match=r"channel = 5 is not allowed; it must be a keygen.reconcile.PublicChannel"):
+    with pytest.raises(ValueError, match=r"channel = 5 is not allowed; it must be a keygen.channel.PublicChannel"):
         privacy_amplify(x, entropy_bits=180, disclosed_bits=0, eps=0.01, rng=np.random.default_rng(0), channel=5)
 
 

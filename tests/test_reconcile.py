@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from keygen.reconcile import Cascade, LDPCSyndrome, PublicChannel, binary_entropy, regular_parity_check_matrix
+from keygen.channel import PublicChannel
+from keygen.reconcile import Cascade, LDPCSyndrome, binary_entropy, regular_parity_check_matrix
 
 
 def _pair(n: int, errors: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -206,7 +207,7 @@ def test_reconcile_seed_accepts_numpy_int_and_generator(method):
 @pytest.mark.parametrize("method", [Cascade(), LDPCSyndrome()])
 def test_reconcile_channel_checked(method):
     a, b = _pair(256, 3, 2)
-    with pytest.raises(ValueError, match=r"channel = 5 is not allowed; it must be a PublicChannel or None"):
+    with pytest.raises(ValueError, match=r"channel = 5 is not allowed; it must be a keygen.channel.PublicChannel"):
         method.reconcile(a, b, channel=5, error_rate=0.02)
 
 

@@ -83,6 +83,8 @@ class PKGNetModule(pl.LightningModule):
     (validation, test, predict, export) on the problem the scenario's design space states; training optimises
     the net's direct output. It holds no weights, so a checkpoint may be evaluated with another one.
 
+    The validation/test loss is derived from the one SKR evaluation of the batch (``loss.from_skr``).
+
     Hyper-parameters are stored as plain types (the YAML's ``class_path``/``init_args`` under
     LightningCLI), so ``PKGNetModule.load_from_checkpoint(path)`` rebuilds the module; the scenario's
     description is stored too, so a checkpoint never loads into another scenario or net shape.
@@ -113,6 +115,9 @@ class PKGNetModule(pl.LightningModule):
             refinement.check(net.design_space, scenario)
         self.refinement = refinement
         self.loss_fn = loss if loss is not None else NegativeMeanSKR()
+        if not callable(getattr(self.loss_fn, "from_skr", None)):
+            raise ValueError(f"loss must be an SKR loss with from_skr(skr) (the evaluation loss of the SKR the module "
+                             f"already computed, e.g. losses.skr.NegativeMeanSKR), got {type(self.loss_fn).__name__}")
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
         self._eval_sums = torch.zeros(3, dtype=torch.float64)  # loss * n, sum of SKR, n
@@ -139,16 +144,14 @@ class PKGNetModule(pl.LightningModule):
             self.log("train/loss", loss.float(), batch_size=n)
             self.log("train/skr_bits", -loss.float(), prog_bar=True, batch_size=n)
             return loss
-        # evaluation: the per-draw SKR (float64) for the mean and for callbacks comparing baselines
+        # evaluation: the per-draw SKR (float64), computed once: for the mean, the loss and the callbacks comparing
+        # baselines (on every row; the padding rows are left out of the sums)
         skr = self.scenario.skr(batch, {k: v.detach().to(torch.float64) for k, v in outputs.items()})
-        if valid is not None and not bool(valid.all()):
-            keep = valid.to(skr.device)
-            batch = {k: v[keep] for k, v in batch.items()}
-            outputs = {k: v[keep] for k, v in outputs.items()}
-        n = next(iter(batch.values())).shape[0]
+        counted = (skr if valid is None else skr[valid.to(skr.device)]).detach()
+        n = counted.shape[0]
         if n > 0:
-            loss = self.loss_fn(self.scenario, batch, outputs).detach().double().cpu()
-            per_draw = total_skr(skr if valid is None else skr[valid.to(skr.device)]).detach().double().cpu()
+            loss = self.loss_fn.from_skr(counted).double().cpu()
+            per_draw = total_skr(counted).double().cpu()
             self._eval_sums += torch.stack([loss * n, per_draw.sum(), torch.tensor(float(n), dtype=torch.float64)])
         return {"skr": skr}
 

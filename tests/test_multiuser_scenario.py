@@ -624,14 +624,14 @@ def test_learned_design_beats_analytic_baselines_under_shared_scatterer_leakage(
     assert ratio.mean() >= 0.97, (ratio, direct[:12] / r_opt)
 
 
-def test_checkpoint_is_evaluated_and_exported_with_the_configs_refinement_but_resumes_only_with_its_own(
-        cli_env, tmp_path, capsys):
-    """The refinement is a model component that holds no weights: validate, test and export use the config's
-    refinement with a checkpoint validated with another one and say so in one note line (with the checkpoint's
-    own refinement, validate gives the fit's validation score and says nothing); fit refuses to resume with another
-    (its best-checkpoint choice would mix two scores); any scenario difference is still refused."""
+def test_checkpoint_is_evaluated_with_the_configs_refinement_but_resumes_only_with_its_own(cli_env, tmp_path,
+                                                                                           capsys):
+    """The refinement is a model component that holds no weights: validate and test use the config's refinement
+    with a checkpoint validated with another one and say so in one note line (with the checkpoint's own refinement,
+    validate gives the fit's validation score and says nothing); fit refuses to resume with another (its
+    best-checkpoint choice would mix two scores); any scenario difference is still refused. (Export: the slow
+    test_checkpoint_is_exported_with_the_configs_refinement.)"""
     from experiments import multiuser_refine_sweep
-    from models.export import load_metadata
 
     config = small_config(CONFIGS[0], tmp_path)
     steps = "--model.init_args.refinement.init_args.steps"
@@ -662,12 +662,6 @@ def test_checkpoint_is_evaluated_and_exported_with_the_configs_refinement_but_re
     assert (ckpts.parent / "config.yaml").read_bytes() == record
     assert "steps: 5" in (ckpts.parent / "config_test.yaml").read_text()
     assert cli.model.refinement.steps == 5 and math.isfinite(float(cli.trainer.callback_metrics["test/skr_bits"]))
-    out_pt2 = tmp_path / "mu.pt2"
-    cli_env.main(["export", "--config", config, *FAST, f"{steps}=5", f"--ckpt_path={last}", f"--out={out_pt2}"])
-    err = capsys.readouterr().err
-    assert err.count("note:") == 1 and "config's refinement ProjectedAscentRefinement(steps=5, lr=0.03)" in err
-    assert load_metadata(out_pt2)["refinement"] == {"class_path": "models.refine.ProjectedAscentRefinement",
-                                                    "init_args": {"steps": 5, "lr": 0.03}}
     with pytest.raises(SystemExit):
         cli_env.main(["fit", "--config", config, *FAST, f"{steps}=5", "--trainer.max_epochs=2", "--ckpt_path=last"])
     err = capsys.readouterr().err
@@ -697,6 +691,42 @@ def test_checkpoint_is_evaluated_and_exported_with_the_configs_refinement_but_re
     err = capsys.readouterr().err
     assert "describes another scenario than --ckpt" in err and "shared_paths" in err
     assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.slow
+def test_checkpoint_is_exported_with_the_configs_refinement(cli_env, tmp_path, capsys):
+    """train.py export of a checkpoint validated with 2 refinement steps, with the config's 3: one note line, the
+    metadata records the config's refinement, and the program gives the module's refined design (the checkpoint's
+    net followed by the config's refinement). About a minute: the export traces one refinement step."""
+    from models.export import load_program
+
+    config = small_config(CONFIGS[0], tmp_path)
+    # smaller still than FAST, with identity receive starts: the export traces the whole net (Gram-Schmidt and the
+    # receive start's subspace iterations unrolled), which costs minutes at FAST's size with eigen_shifted
+    scenario = "--model.init_args.scenario.init_args"
+    tiny = [*FAST, f"{scenario}.M=16", f"{scenario}.K=2", f"{scenario}.N_P=2", f"{scenario}.M_e=2",
+            f"{scenario}.receive_start=identity"]
+    steps = "--model.init_args.refinement.init_args.steps"
+    cli_env.main(["fit", "--config", config, *tiny, f"{steps}=2", "--trainer.max_epochs=1"])
+    last = tmp_path / "runs" / "pkgnet" / "multiuser" / "checkpoints" / "last.ckpt"
+    out_pt2 = tmp_path / "mu.pt2"
+    capsys.readouterr()
+    cli = cli_env.main(["export", "--config", config, *tiny, f"{steps}=3", f"--ckpt_path={last}",
+                        f"--out={out_pt2}"])
+    err = capsys.readouterr().err
+    assert err.count("note:") == 1 and "validated with refinement ProjectedAscentRefinement(steps=2, lr=0.03)" in err
+    assert "config's refinement ProjectedAscentRefinement(steps=3, lr=0.03)" in err
+    program, meta = load_program(out_pt2)
+    assert meta["refinement"] == {"class_path": "models.refine.ProjectedAscentRefinement",
+                                  "init_args": {"steps": 3, "lr": 0.03}}
+    module, sc = cli.model.eval(), cli.model.scenario
+    x = sc.features(sc.sample(4, generator_for(2024, 9))).float()
+    with torch.no_grad():
+        ref, direct = module(x), module.net(x)
+    got = dict(zip(meta["outputs_order"], program.module()(x), strict=True))
+    for k in ("P", "C"):
+        assert torch.allclose(got[k], ref[k], atol=1e-6), k
+    assert (got["P"] - direct["P"]).abs().max() > 1e-4  # the program refines
 
 
 def test_sweep_ratio_standard_error_matches_a_bootstrap_and_the_rule_picks_the_smallest_safe_count():

@@ -219,6 +219,8 @@ def export_pkgnet(net: nn.Module, scenario, path: str | os.PathLike, onnx_path: 
             raise ValueError(f"ONNX export is not available for a net with in-graph refinement "
                              f"({describe_record(record)}): the ONNX exporter refuses the traced gradient steps' "
                              "complex linear algebra; export the .pt2 only (torch.export)")
+    if refines:
+        refinement.check(net.design_space, scenario)
     net = net.to("cpu", torch.float32).eval()
     if refines:
         net = RefinedNet(net, refinement).eval()

@@ -60,9 +60,7 @@ class PhykeyTrainer(Trainer):
         if onnx is not None:
             check_export_path(onnx, ".onnx", overwrite=overwrite)
         ckpt = load_checkpoint(ckpt_path)
-        eval_diff = check_record(ckpt, model.checkpoint_record(), ckpt_path,
-                                 evaluation_only=getattr(model, "evaluation_only_keys", ()))
-        _say_evaluation_settings(eval_diff, ckpt_path)
+        _say_evaluation_settings(check_record(ckpt, model.checkpoint_record(), ckpt_path), ckpt_path)
         model.load_state_dict(ckpt["state_dict"])
         meta = export_module(model, ckpt, out, onnx,
                              extra_metadata={"checkpoint": str(ckpt_path), "epoch": ckpt.get("epoch")})
@@ -109,22 +107,23 @@ def _check_new_file(flag: str, path: str, overwrite: bool) -> Path:
 _SAID: set[tuple[str, str, str, str]] = set()
 
 
+def _settings_text(key: str, value) -> str:
+    from models.refine import describe_record
+
+    return f"{key} {describe_record(value)}"
+
+
 def _say_evaluation_settings(diff: dict, path) -> None:
-    """One stderr line per evaluation-only setting that differs between the checkpoint and the config (once per
-    process: the CLI checks before instantiating and ``export`` again when called from Python)."""
+    """One stderr line per model-component setting (the refinement) that differs between the checkpoint and the
+    config (once per process: the CLI checks before instantiating and ``export`` again when called from Python)."""
     for key, (saved, here) in diff.items():
         said = (str(path), key, repr(saved), repr(here))
         if said in _SAID:
             continue
         _SAID.add(said)
-        now = (f"the config's {key} = {here!r}" if here is not None
-               else f"the config's {key}, which its description leaves out (the default)")
-        if saved is None:
-            print(f"note: checkpoint {str(path)!r} was validated without {key}; evaluating with {now} (an "
-                  "evaluation-only setting: the trained weights do not depend on it)", file=sys.stderr)
-        else:
-            print(f"note: checkpoint {str(path)!r} was validated with {key} = {saved!r}; evaluating with {now} (an "
-                  "evaluation-only setting: the trained weights do not depend on it)", file=sys.stderr)
+        print(f"note: checkpoint {str(path)!r} was validated with {_settings_text(key, saved)}; evaluating with the "
+              f"config's {_settings_text(key, here)} (it holds no weights: the trained net is the same)",
+              file=sys.stderr)
 
 
 class LoggerSaveConfigCallback(SaveConfigCallback):
@@ -230,10 +229,16 @@ class PhykeyCLI(LightningCLI):
             from models.checkpoints import check_record
 
             path, ckpt = self._ckpt
-            # evaluation-only settings (e.g. refinement steps) may differ in test/validate/predict/export, but a
-            # resumed fit must validate as it did, or its best-checkpoint choice would mix two scores
-            lenient = getattr(self.model, "evaluation_only_keys", ()) if sub != "fit" else ()
-            _say_evaluation_settings(check_record(ckpt, self.model.checkpoint_record(), path, lenient), path)
+            # model-component settings (the refinement) may differ in test/validate/predict/export, but a resumed
+            # fit must validate as it did, or its best-checkpoint choice would mix two scores
+            settings = check_record(ckpt, self.model.checkpoint_record(), path)
+            if sub == "fit" and settings:
+                key, (saved, here) = next(iter(settings.items()))
+                raise ValueError(f"checkpoint {str(path)!r} was validated with {_settings_text(key, saved)}; fit "
+                                 f"cannot resume with the config's {_settings_text(key, here)} (the best-checkpoint "
+                                 "choice would mix two validation scores); another one is for test, validate, "
+                                 "predict and export")
+            _say_evaluation_settings(settings, path)
             if "weights_only" in self.config_init[sub]:  # Lightning reads it again: never unpickling either
                 self.config_init[sub]["weights_only"] = True
 

@@ -243,8 +243,7 @@ def agree(self, model, datamodule=None, ckpt_path: str | None = None, export: st
         from models.checkpoints import check_record, load_checkpoint
 
         ckpt = load_checkpoint(ckpt_path)
-        check_record(ckpt, model.checkpoint_record(), ckpt_path,
-                     evaluation_only=getattr(model, "evaluation_only_keys", ()))
+        check_record(ckpt, model.checkpoint_record(), ckpt_path)
         model.load_state_dict(ckpt["state_dict"])
         source = {"checkpoint": str(ckpt_path)}
         if system == "kgnet":

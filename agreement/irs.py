@@ -21,18 +21,10 @@ import torch
 from keygen.canonical import canonical_pairs
 from keygen.pipeline import Observations
 from physics import irs
+from physics.irs import IRSScenario, draw_nlos_channels, observations
 from physics.seeding import generator_for
 
 from .system import Learned, System
-
-try:  # TODO(merge): physics/scenarios.py becomes physics/irs/scenario.py, re-exported by physics.irs
-    from physics.irs import IRSScenario
-except ImportError:  # pragma: no cover - until the physics split is merged
-    from physics.scenarios import IRSScenario
-try:  # TODO(merge): physics/montecarlo.py becomes physics/irs/probing.py, re-exported by physics.irs
-    from physics.irs import draw_nlos_channels, observations
-except ImportError:  # pragma: no cover - until the physics split is merged
-    from physics.montecarlo import draw_nlos_channels, observations
 
 __all__ = ["IRSSystem"]
 

@@ -106,8 +106,8 @@ def _plain(value: Any) -> Any:
 
 
 def check_export_scenario(meta: dict[str, Any], scenario, path: str) -> None:
-    """Refuse a ``.pt2`` whose metadata is not a PKG-Net of the config's scenario (name and every setting but the
-    evaluation-only ones, which the export fixed when it was written). One ValueError naming both."""
+    """Refuse a ``.pt2`` whose metadata is not a PKG-Net of the config's scenario (its name and every setting of
+    its description). One ValueError naming both."""
     desc = _plain(scenario.describe())
     family = meta.get("family")
     if family != "pkgnet":
@@ -117,8 +117,7 @@ def check_export_scenario(meta: dict[str, Any], scenario, path: str) -> None:
         raise ValueError(f"--export {path!r} is a PKG-Net of scenario {meta.get('scenario')!r}; the config's "
                          f"scenario is {desc.get('scenario')!r} (export the config's checkpoint, or give the config "
                          "the export was trained with)")
-    skip = set(getattr(scenario, "evaluation_only", ()))
-    diff = sorted(k for k in desc if k not in skip and meta.get(k) != desc[k])
+    diff = sorted(k for k in desc if meta.get(k) != desc[k])
     if diff:
         shown = ", ".join(f"{k}: {meta.get(k)!r} vs {desc[k]!r}" for k in diff[:4])
         raise ValueError(f"--export {path!r} was trained on another {desc.get('scenario')!r} scenario than the "

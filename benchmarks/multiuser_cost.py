@@ -11,12 +11,13 @@ draw of the sum over UTs of (30) evaluated
 with and without the gradient (training needs it for the structured form only), and their ratio, plus the
 largest relative difference of the two values (they are the same quantity).
 
-Then the cost of a design per draw: PKG-Net in evaluation mode (``multiuser.yaml``'s net and its
-``refine_steps`` in-graph ascent steps; the cost does not depend on the weights, so the net is untrained
-here) against the per-instance optimum with the configs' test settings (100 steps, 4 starts), as a ratio.
+Then the cost of a design per draw: PKG-Net in evaluation mode (``multiuser.yaml``'s net and its refinement,
+``--refine-steps`` in-graph ascent steps at rate ``--refine-lr``; the cost does not depend on the weights, so
+the net is untrained here) against the per-instance optimum with the configs' test settings (100 steps, 4
+starts), as a ratio.
 
     python benchmarks/multiuser_cost.py [--draws 32] [--direct-draws 4] [--design-draws 16] [--repeats 3]
-                                        [--threads 1] [--refine-steps 20]
+                                        [--threads 1] [--refine-steps 20] [--refine-lr 0.03]
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import time
 
 import torch
 
-from experiments.cli_args import Parser, best_time, positive_int
+from experiments.cli_args import Parser, best_time, positive_float, positive_int
 from physics import multiuser as mu
 from physics.multiuser import MultiUserScenario
 from physics.scenario import generator_for
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", default=1, type=positive_int, help="torch intra-op threads")
     parser.add_argument("--design-draws", default=16, type=positive_int, help="draws for the design timings")
     parser.add_argument("--refine-steps", default=20, type=positive_int, help="PKG-Net's in-graph ascent steps")
+    parser.add_argument("--refine-lr", default=0.03, type=positive_float, help="and their rate")
     args = parser.parse_args(argv)
     n = args.draws
     nd = args.direct_draws
@@ -78,27 +80,28 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| structured, forward + gradient | {1e3 * t_g:.2f} |")
     print(f"| direct from the full Lambda_k [512, 512], forward | {1e3 * t_d:.2f} |")
     print(f"ratio direct / structured (forward): {t_d / t_s:.0f}x; max relative difference of the values: {rel:.1e}")
-    design_cost(sc, args.design_draws, args.refine_steps)
+    design_cost(sc, args.design_draws, args.refine_steps, args.refine_lr)
 
 
-def design_cost(sc: MultiUserScenario, n: int, refine_steps: int) -> None:
+def design_cost(sc: MultiUserScenario, n: int, refine_steps: int, refine_lr: float) -> None:
     """Time per draw of PKG-Net (net + in-graph refinement) against the per-instance optimum (one run each)."""
     from models.pkgnet import PKGNet
+    from models.refine import ProjectedAscentRefinement, RefinedNet
 
-    scr = sc.replace(refine_steps=refine_steps)
     torch.manual_seed(0)
-    net = PKGNet([256, 256]).build(len(scr.feature_names), *scr.feature_bounds(), scr.design_space()).eval()
-    b = scr.sample(n, generator_for(0, 3))
-    x = scr.features(b).float()
+    net = PKGNet([256, 256]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space())
+    net = RefinedNet(net, ProjectedAscentRefinement(refine_steps, refine_lr)).eval()
+    b = sc.sample(n, generator_for(0, 3))
+    x = sc.features(b).float()
     with torch.inference_mode():
         net(x[:2])  # warm-up
         t0 = time.perf_counter()
         out = net(x)
         t_net = (time.perf_counter() - t0) / n
     t0 = time.perf_counter()
-    opt = scr.optimum(b, generator_for(0, 4), steps=100, restarts=4)
+    opt = sc.optimum(b, generator_for(0, 4), steps=100, restarts=4)
     t_opt = (time.perf_counter() - t0) / n
-    r_net, r_opt = scr.skr(b, out).sum(-1).mean().item(), scr.skr(b, opt).sum(-1).mean().item()
+    r_net, r_opt = sc.skr(b, out).sum(-1).mean().item(), sc.skr(b, opt).sum(-1).mean().item()
     print(f"| design per draw ({n} draws) | ms per draw | mean sum (30), untrained net |")
     print("|---|---:|---:|")
     print(f"| PKG-Net, net + {refine_steps} in-graph ascent steps | {1e3 * t_net:.1f} | {r_net:.2f} |")

@@ -67,27 +67,42 @@ LABEL = {"beam_selection": "Algorithm 1 (beam selection)", "strongest_overlappin
          "optimum": "per-instance optimum"}
 
 
-def load_net(path: Path | None, flag: str, refine_steps: int | None = None, refine_lr: float | None = None):
-    """(net: x -> {"P", "C"} float32, scenario) from a PKGNetModule checkpoint of a multiuser config.
+#: the refinement rate when a checkpoint has none and only --refine-steps is given (the configs' value)
+DEFAULT_REFINE_LR = 0.03
 
-    ``refine_steps``/``refine_lr`` replace the checkpoint's evaluation-only refinement settings (None: keep)."""
+
+def load_net(path: Path | None, flag: str, refine_steps: int | None = None, refine_lr: float | None = None):
+    """(net: x -> {"P", "C"} float32, scenario) from a PKGNetModule checkpoint of a multiuser config: a
+    ``models.refine.RefinedNet`` (``.net``, ``.refinement``) with the refinement the checkpoint was validated with.
+
+    ``refine_steps``/``refine_lr`` replace that refinement's settings (None: keep; a refinement holds no weights)."""
     if path is None:
         return None, None
+    from models.checkpoints import SETTINGS_KEY, read_record
     from models.pkgnet import PKGNet
+    from models.refine import ProjectedAscentRefinement, RefinedNet, refinement_from_record
 
     ckpt = checkpoint_arg(path, flag)
-    rec = ckpt.get("phykey") or {}
+    rec = read_record(ckpt) or {}
     desc = rec.get("scenario") or {}
     if not str(desc.get("scenario", "")).startswith("multiuser_003"):
         fail(f"--{flag} {str(path)!r} is not a PKG-Net checkpoint of a multiuser config")
     sc = MultiUserScenario.from_description(desc)
-    changes = {k: v for k, v in (("refine_steps", refine_steps), ("refine_lr", refine_lr)) if v is not None}
-    if changes:
-        sc = sc.replace(**changes)
+    refinement = refinement_from_record((rec.get(SETTINGS_KEY) or {}).get("refinement"))
+    if refine_steps is not None or refine_lr is not None:
+        steps = refine_steps if refine_steps is not None else getattr(refinement, "steps", 0)
+        lr = refine_lr if refine_lr is not None else getattr(refinement, "lr", DEFAULT_REFINE_LR)
+        refinement = ProjectedAscentRefinement(steps, lr)
     net = PKGNet(rec["hidden"], rec.get("activation", "relu")).build(len(sc.feature_names), *sc.feature_bounds(),
                                                                       sc.design_space())
     net.load_state_dict({k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")})
-    return net.eval(), sc
+    return RefinedNet(net, refinement).eval(), sc
+
+
+def refine_steps_of(net) -> int:
+    """The refinement steps a loaded net runs in evaluation (0: the net alone)."""
+    refinement = getattr(net, "refinement", None)
+    return refinement.steps if refinement is not None and refinement.active else 0
 
 
 def cplx(t):
@@ -98,13 +113,12 @@ def cplx(t):
 def learned_design(net, sc: MultiUserScenario, batch, budget: bool = True):
     """PKG-Net's (P~, C~) complex; ``budget=False`` re-projects the same raw outputs without the budget."""
     if not budget:
-        saved = net.design_space
-        # a new module starts in training mode, which skips the refinement steps: match the net's mode
-        net.design_space = sc.replace(budget=False).design_space().train(net.training)
+        saved = net.net.design_space
+        net.net.design_space = sc.replace(budget=False).design_space().train(net.training)
         try:
             out = net(sc.features(batch).float())
         finally:
-            net.design_space = saved
+            net.net.design_space = saved
     else:
         out = net(sc.features(batch).float())
     return cplx(out["P"]), cplx(out["C"])
@@ -112,7 +126,7 @@ def learned_design(net, sc: MultiUserScenario, batch, budget: bool = True):
 
 @torch.no_grad()
 def net_direct_design(net, sc: MultiUserScenario, batch):
-    """The network's own design, without the design space's refinement steps (training-mode forward)."""
+    """The network's own design, without the refinement steps (training-mode forward)."""
     net.train()
     try:
         out = net(sc.features(batch).float())
@@ -122,9 +136,9 @@ def net_direct_design(net, sc: MultiUserScenario, batch):
 
 
 def refined_from(net, sc: MultiUserScenario, batch, P, C):
-    """The design space's refinement steps started from another design (P~, C~ complex, budget applied)."""
+    """The net's refinement steps started from another design (P~, C~ complex, budget applied)."""
     real = {"P": torch.view_as_real(P.resolve_conj()).float(), "C": torch.view_as_real(C.resolve_conj()).float()}
-    out = net.design_space.refine(real, sc.features(batch).float())
+    out = net.refinement(net.net.design_space, real, sc.features(batch).float())
     return cplx(out["P"]), cplx(out["C"])
 
 
@@ -445,7 +459,7 @@ def learned_results(sc, net, sh_sc, sh_net, shr_net, md, curves_json, draws, opt
     des = designs(sc, test)
     r = {k: sc.rates(test, *des[k], "reuse").sum(-1) for k in des}
     r["learned"] = sc.rates(test, *learned_design(net, sc, test), "reuse").sum(-1)
-    refine = net.design_space.refine_steps
+    refine = refine_steps_of(net)
     if refine:  # what the net and the refinement steps each contribute
         r["net_direct"] = sc.rates(test, *net_direct_design(net, sc, test), "reuse").sum(-1)
         r["eigen_refined"] = sc.rates(test, *refined_from(net, sc, test, *des["eigen_beams"]), "reuse").sum(-1)
@@ -533,7 +547,7 @@ def learned_results(sc, net, sh_sc, sh_net, shr_net, md, curves_json, draws, opt
         Pl, Cl = learned_design(sh_net, sh_sc, st)
         rs["learned"] = sh_sc.rates(st, Pl, Cl, "leakage").sum(-1)
         rs_ex["learned"] = sh_sc.rates(st, Pl, Cl, "leakage_exact").sum(-1)
-        if sh_net.design_space.refine_steps:
+        if refine_steps_of(sh_net):
             rs["net_direct"] = sh_sc.rates(st, *net_direct_design(sh_net, sh_sc, st), "leakage").sum(-1)
             rs["eigen_refined"] = sh_sc.rates(st, *refined_from(sh_net, sh_sc, st, *dsh["eigen_beams"]),
                                               "leakage").sum(-1)
@@ -636,13 +650,20 @@ def main(argv=None) -> None:
         fail(f"--shared-ckpt was trained with objective {sh_sc.objective!r}, expected 'leakage'")
     if shr_sc is not None and (shr_sc.objective != "reuse" or not shr_sc.shared_paths):
         fail("--shared-reuse-ckpt must be a shared-scatterer scenario trained with objective 'reuse'")
-    if shr_net is not None and sh_sc is not None and shr_sc.refine_steps != sh_sc.refine_steps:
-        # compare like with like: the (30)-trained net gets the same number of refinement steps, on (30)
-        # (its own objective; the steps run only in evaluation, so the trained weights are unchanged)
-        shr_sc = shr_sc.replace(refine_steps=sh_sc.refine_steps, refine_lr=sh_sc.refine_lr)
-        shr_net.design_space = shr_sc.design_space().eval()
-        print(f"--shared-reuse-ckpt: evaluated with {sh_sc.refine_steps} refinement steps on (30), as --shared-ckpt's "
-              "design on (27)", file=sys.stderr)
+    from models.refine import describe_record
+
+    def describe(n):
+        return n.refinement.describe() if n.refinement is not None else None
+
+    if shr_net is not None and sh_net is not None and describe(shr_net) != describe(sh_net):
+        # compare like with like: the (30)-trained net gets the same refinement, on (30) (its own objective; the
+        # refinement holds no weights, so the trained net is unchanged)
+        from models.refine import refinement_from_record
+
+        shr_net.refinement = refinement_from_record(describe(sh_net))
+        shr_net.eval()
+        print(f"--shared-reuse-ckpt: evaluated with {refine_steps_of(sh_net)} refinement steps on (30), as "
+              "--shared-ckpt's design on (27)", file=sys.stderr)
     if sc is None:
         sc = MultiUserScenario()
     args.out.mkdir(exist_ok=True)
@@ -650,8 +671,8 @@ def main(argv=None) -> None:
     md = ["# 003 beam-domain multi-user key generation: reproduced figures", "",
           f"`python -m experiments.multiuser_figures {' '.join(argv if argv is not None else sys.argv[1:])}`", "",
           "Scenario: " + json.dumps({k: v for k, v in sc.describe().items()
-                                     if k not in ("feature_names", "feature_units", "output_meaning")}),
-          ""]
+                                     if k not in ("feature_names", "feature_units", "output_meaning")}), "",
+          *([f"PKG-Net's refinement (--ckpt): {describe_record(describe(net))}", ""] if net is not None else [])]
     curves: dict = {}
     fig4(sc, args.out, md, curves, draws)
     fig6(sc, net, args.out, md, curves, draws)

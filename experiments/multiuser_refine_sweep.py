@@ -5,12 +5,13 @@
         [--config runs/pkgnet/multiuser_shared/config.yaml] [--steps 0,10,20,30,40,60] [--lr 0.03] \\
         [--target 1.25] [--out results/multiuser_003/refine_sweep]
 
-The refinement steps (``MultiUserScenario(refine_steps, refine_lr)``) run only in evaluation, so one trained
-net can be scored with any number of them. This script scores the checkpoint's net on the validation draws of
-its training config (``data.init_args.val_draws`` and ``seed``, read from ``--config``; by default the
-``config.yaml`` LightningCLI saved beside the ``checkpoints`` folder) for every (steps, lr) of the grid, next
-to the analytic baselines (Algorithm 1, Fig. 8's strongest beams, eigen beams, all with the downlink budget),
-on the net's own training objective ((30), or (27) for ``objective: leakage``).
+The refinement (the model component ``models.refine.ProjectedAscentRefinement(steps, lr)``) runs only in
+evaluation and holds no weights, so one trained net can be scored with any number of steps. This script
+scores the checkpoint's net on the validation draws of its training config (``data.init_args.val_draws`` and
+``seed``, read from ``--config``; by default the ``config.yaml`` LightningCLI saved beside the ``checkpoints``
+folder) for every (steps, lr) of the grid, next to the analytic baselines (Algorithm 1, Fig. 8's strongest
+beams, eigen beams, all with the downlink budget), on the net's own training objective ((30), or (27) for
+``objective: leakage``).
 
 For each setting it reports the mean sum SKR, its ratio to the best baseline with the paired standard error
 of that ratio (delta method: psi_i = (a_i - r b_i) / mean(b)), and the cost per draw on this machine. With
@@ -18,8 +19,8 @@ of that ratio (delta method: psi_i = (a_i - r b_i) / mean(b)), and the cost per 
 target on a held-out set of ``--heldout-draws`` draws with probability 97.5 %: validation ratio - 1.96 SE
 sqrt(1 + val_draws / heldout_draws) >= target (a prediction interval: the validation and the held-out means
 both carry sampling noise; the held-out SE is scaled from the validation one). Otherwise it names the setting
-with the highest mean. The choice goes into the config (``refine_steps``, ``refine_lr``); a
-checkpoint can then be tested or exported with it (an evaluation-only setting, ``Scenario.evaluation_only``).
+with the highest mean. The choice goes into the config (``model.init_args.refinement``: ``steps``, ``lr``); a
+checkpoint can then be tested or exported with it (``train.py`` uses the config's refinement and says so).
 Steps 0 is the net alone. Writes ``sweep.md``, ``sweep.json`` and ``sweep.png`` into ``--out``.
 """
 
@@ -40,7 +41,7 @@ import torch  # noqa: E402
 
 from experiments.cli_args import Parser, check_out_folder, fail, positive_float, positive_int  # noqa: E402
 from experiments.multiuser_figures import BASE, LABEL, cplx, designs, load_net, net_direct_design  # noqa: E402
-from physics.multiuser import MAX_REFINE_STEPS  # noqa: E402
+from models.refine import MAX_STEPS, ProjectedAscentRefinement  # noqa: E402
 
 
 def _number_list(text: str, convert, valid, what: str) -> list:
@@ -60,8 +61,8 @@ def _number_list(text: str, convert, valid, what: str) -> list:
 
 
 def int_list(text: str) -> list[int]:
-    """``type=`` for ``--steps``: comma-separated integers in [0, MAX_REFINE_STEPS], no repeats."""
-    return _number_list(text, int, lambda v: 0 <= v <= MAX_REFINE_STEPS, f"integers in [0, {MAX_REFINE_STEPS}]")
+    """``type=`` for ``--steps``: comma-separated integers in [0, MAX_STEPS], no repeats."""
+    return _number_list(text, int, lambda v: 0 <= v <= MAX_STEPS, f"integers in [0, {MAX_STEPS}]")
 
 
 def float_list(text: str) -> list[float]:
@@ -72,7 +73,7 @@ def float_list(text: str) -> list[float]:
 def validation_split(config: Path, sc=None) -> tuple[int, int]:
     """(val_draws, seed) of ``data.init_args`` in a saved config (ScenarioDataModule's defaults where absent).
     With ``sc`` (the checkpoint's scenario) the config's ``model.init_args.scenario`` must build the same one
-    (evaluation-only settings aside): another run's config would define another validation split."""
+    (the refinement aside): another run's config would define another validation split."""
     import yaml
 
     from datamodules.scenario import ScenarioDataModule
@@ -108,13 +109,14 @@ def _check_same_scenario(cfg: dict, sc, config: Path) -> None:
     if not str(path).endswith("MultiUserScenario"):
         fail(f"--config {str(config)!r} builds scenario {path or 'none'!r}, but --ckpt holds a {sc.name} net; give "
              "the run's config.yaml")
+    # a run saved before the refinement became a model component has it among the scenario's arguments
+    init = {k: v for k, v in (scen.get("init_args") or {}).items() if k not in ("refine_steps", "refine_lr")}
     try:
-        other = MultiUserScenario(**(scen.get("init_args") or {}))
+        other = MultiUserScenario(**init)
     except (TypeError, ValueError) as e:
         fail(f"--config {str(config)!r}: its scenario does not build: {e}")
     mine, theirs = sc.describe(), other.describe()
-    differ = sorted(k for k in mine.keys() | theirs.keys()
-                    if mine.get(k) != theirs.get(k) and k not in sc.evaluation_only)
+    differ = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
     if differ:
         fail(f"--config {str(config)!r} describes another scenario than --ckpt (they differ in {differ}); its "
              "validation split would not be the run's: give the run's config.yaml")
@@ -175,7 +177,7 @@ def main(argv=None) -> None:
         if steps == 0:
             P, C = net_direct_design(net, sc, val)
         else:
-            net.design_space = sc.replace(refine_steps=steps, refine_lr=lr).design_space().eval()
+            net.refinement = ProjectedAscentRefinement(steps, lr).eval()
             with torch.no_grad():
                 out = net(sc.features(val).float())
             P, C = cplx(out["P"]), cplx(out["C"])
@@ -206,7 +208,7 @@ def main(argv=None) -> None:
     rule = (f"smallest steps (then lr) with ratio - 1.96 SE sqrt(1 + {val_draws}/{heldout}) >= {args.target:g} "
             f"(clears it on {heldout} held-out draws with probability 97.5 %)" if args.target is not None
             else "highest mean")
-    md += ["", f"Rule: {rule}. Chosen: " + (f"refine_steps {pick['steps']}, refine_lr {pick['lr']:g}" if pick
+    md += ["", f"Rule: {rule}. Chosen: " + (f"refinement steps {pick['steps']}, lr {pick['lr']:g}" if pick
                                            else "none of the grid clears the target")]
     (args.out / "sweep.md").write_text("\n".join(md) + "\n")
     (args.out / "sweep.json").write_text(json.dumps({"checkpoint": str(args.ckpt), "config": str(config),

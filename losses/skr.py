@@ -18,5 +18,8 @@ class NegativeMeanSKR(nn.Module):
     """
 
     def forward(self, scenario, batch: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        skr = scenario.skr(batch, {k: v.to(torch.float64) for k, v in outputs.items()})
+        return self.from_skr(scenario.skr(batch, {k: v.to(torch.float64) for k, v in outputs.items()}))
+
+    def from_skr(self, skr: torch.Tensor) -> torch.Tensor:
+        """The loss of an SKR already evaluated (``[n]`` or ``[n, K]`` bits): evaluation computes it once."""
         return -total_skr(skr).mean()

@@ -9,9 +9,10 @@ and optionally ONNX (dynamo exporter, needs ``onnxscript``).
   order and units; outputs real tensors with real/imaginary parts stacked last (``P [n, M, M, 2]``,
   ``theta [n, L, 2]``). ``metadata["input"]["feature_ranges"]`` holds each feature's valid range;
   a row with a non-finite or out-of-range feature gets NaN in every output (a check inside the
-  graph), so it never comes back as a plausible design. A design space that refines its output by
-  gradient steps in forward (``differentiates_in_forward``) is exported with one traced step run in
-  ``torch.while_loop`` (:func:`_trace_refinement_step`): the graph's size does not grow with the steps.
+  graph), so it never comes back as a plausible design. The module's refinement (``models.refine``, gradient
+  steps from the net's design) is exported with the net: one traced step run in ``torch.while_loop``
+  (:func:`_trace_refinement_step`), so the graph's size does not grow with the steps; ``metadata["refinement"]``
+  records it.
 * KGNet (and its benchmark nets): input ``h1 [n, K, 2]`` float32, Alice's raw Band-1 CFR in the HDF5
   file's units with real and imaginary parts in the last dimension; the graph applies the realisation
   of 002 (13), the training split's min-max normalisation (002 (15), stored in the checkpoint), the
@@ -94,7 +95,7 @@ def _register_constants(graph: nn.Module) -> nn.Module:
 
 
 def _trace_refinement_step(module: nn.Module, example: torch.Tensor) -> nn.Module:
-    """One step of the design space's in-graph refinement (:func:`physics.optim.unrolled_ascent`) as a graph.
+    """One step of the in-graph refinement (:func:`physics.optim.unrolled_ascent`) as a graph.
 
     ``torch.export`` cannot trace a forward that calls ``torch.autograd.grad``; ``make_fx`` traces below
     autograd, so the step's gradient becomes ordinary aten nodes. The step is traced once, with a symbolic
@@ -120,7 +121,7 @@ def _trace_refinement_step(module: nn.Module, example: torch.Tensor) -> nn.Modul
     with ascent_loop_runner(capture), torch.no_grad():
         module(wide)
     if not graphs:
-        raise RuntimeError("the design space says it refines in forward, but its forward ran no refinement step")
+        raise RuntimeError("the refinement is active, but the net's forward ran no refinement step")
     return _register_constants(graphs[0])
 
 
@@ -204,18 +205,25 @@ def _save(program, wrapped, example, dynamic, meta, path: Path, onnx_path: Path 
 
 
 def export_pkgnet(net: nn.Module, scenario, path: str | os.PathLike, onnx_path: str | os.PathLike | None = None,
-                  extra_metadata: dict | None = None) -> dict:
-    """Write ``net`` (PKGNet, built) to ``path`` (.pt2) and optionally ``onnx_path`` (.onnx); returns the metadata."""
+                  extra_metadata: dict | None = None, refinement: nn.Module | None = None) -> dict:
+    """Write ``net`` (PKGNet, built) followed by ``refinement`` (``models.refine``; None: the net alone) to ``path``
+    (.pt2) and optionally ``onnx_path`` (.onnx); returns the metadata."""
+    from models.refine import RefinedNet, describe_record
+
     path = check_export_path(path, ".pt2")
-    refines = getattr(getattr(net, "design_space", None), "differentiates_in_forward", False)
+    refines = refinement is not None and refinement.active
+    record = refinement.describe() if refinement is not None else None
     if onnx_path is not None:
         onnx_path = check_export_path(onnx_path, ".onnx")
         if refines:
-            steps = getattr(net.design_space, "refine_steps", "?")
-            raise ValueError(f"ONNX export is not available for a design space with in-graph refinement "
-                             f"(refine_steps = {steps}): the ONNX exporter refuses the traced gradient steps' "
+            raise ValueError(f"ONNX export is not available for a net with in-graph refinement "
+                             f"({describe_record(record)}): the ONNX exporter refuses the traced gradient steps' "
                              "complex linear algebra; export the .pt2 only (torch.export)")
+    if refines:
+        refinement.check(net.design_space, scenario)
     net = net.to("cpu", torch.float32).eval()
+    if refines:
+        net = RefinedNet(net, refinement).eval()
     d = len(scenario.feature_names)
     low, high = scenario.feature_bounds()
     example = torch.tensor([low], dtype=torch.float32).repeat(2, 1)
@@ -238,8 +246,10 @@ def export_pkgnet(net: nn.Module, scenario, path: str | os.PathLike, onnx_path: 
         "output_layout": "real and imaginary parts stacked in the last dimension",
         "invalid_input": "a row with a non-finite feature or one outside feature_ranges gets NaN in every output",
         "torch_version": torch.__version__,
-        "summary": f"{described.get('scenario')}: input x [n, {d}] {list(scenario.feature_names)}; outputs {shapes}; "
-                   "NaN outputs for out-of-range inputs",
+        "refinement": record,
+        "summary": f"{described.get('scenario')}: input x [n, {d}] {list(scenario.feature_names)}; outputs {shapes}"
+                   + (f"; refined in the graph by {describe_record(record)}" if refines else "")
+                   + "; NaN outputs for out-of-range inputs",
         **(extra_metadata or {}),
     }
     _save(program, wrapped, example, dynamic, meta, path, onnx_path, "x", output_names)
@@ -297,7 +307,8 @@ def export_module(module, checkpoint: dict, path: str | os.PathLike, onnx_path: 
         state = next((v for k, v in checkpoint.items() if k.endswith("DataModule") and isinstance(v, dict)), None)
         return export_kgnet(module.net, state or {}, path, onnx_path, extra_metadata)
     if hasattr(module, "scenario") and hasattr(module, "net"):
-        return export_pkgnet(module.net, module.scenario, path, onnx_path, extra_metadata)
+        return export_pkgnet(module.net, module.scenario, path, onnx_path, extra_metadata,
+                             getattr(module, "refinement", None))
     raise ValueError(f"export supports phykey modules (PKG-Net, KGNet); {type(module).__name__} is neither")
 
 

@@ -16,8 +16,9 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
 from losses.skr import NegativeMeanSKR
-from models.checkpoints import RECORD_KEY, check_record
+from models.checkpoints import RECORD_KEY, SETTINGS_KEY, check_record
 from models.hparams import save_plain_hyperparameters
+from models.refine import Refinement
 from physics.scenario import INDEX_KEY, Scenario, check_description, strip_index, total_skr
 
 
@@ -78,6 +79,12 @@ class PKGNetModule(pl.LightningModule):
     the end of the epoch (on every rank, also one whose share of the draws is empty), so DDP reports
     the mean over all draws, not a mean of per-rank means.
 
+    ``refinement`` (optional, ``models.refine``): a model component that refines the net's design at evaluation
+    (validation, test, predict, export) on the problem the scenario's design space states; training optimises
+    the net's direct output. It holds no weights, so a checkpoint may be evaluated with another one.
+
+    The validation/test loss is derived from the one SKR evaluation of the batch (``loss.from_skr``).
+
     Hyper-parameters are stored as plain types (the YAML's ``class_path``/``init_args`` under
     LightningCLI), so ``PKGNetModule.load_from_checkpoint(path)`` rebuilds the module; the scenario's
     description is stored too, so a checkpoint never loads into another scenario or net shape.
@@ -90,6 +97,7 @@ class PKGNetModule(pl.LightningModule):
         loss: nn.Module | None = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
+        refinement: Refinement | None = None,
     ):
         super().__init__()
         save_plain_hyperparameters(self)
@@ -101,17 +109,29 @@ class PKGNetModule(pl.LightningModule):
         if not net.built:
             net.build(len(scenario.feature_names), low, high, scenario.design_space())
         self.net = net
+        if refinement is not None:
+            if not isinstance(refinement, Refinement):
+                raise ValueError(f"refinement must be a models.refine.Refinement, got {type(refinement).__name__}")
+            refinement.check(net.design_space, scenario)
+        self.refinement = refinement
         self.loss_fn = loss if loss is not None else NegativeMeanSKR()
+        if not callable(getattr(self.loss_fn, "from_skr", None)):
+            raise ValueError(f"loss must be an SKR loss with from_skr(skr) (the evaluation loss of the SKR the module "
+                             f"already computed, e.g. losses.skr.NegativeMeanSKR), got {type(self.loss_fn).__name__}")
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
         self._eval_sums = torch.zeros(3, dtype=torch.float64)  # loss * n, sum of SKR, n
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.net(x)
+        """The net's design, refined in evaluation mode when the module has a refinement (as ``RefinedNet``)."""
+        design = self.net(x)
+        if self.refinement is None:
+            return design
+        return self.refinement(self.net.design_space, design, x)
 
     def design(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x = self.scenario.features(strip_index(batch)).to(self.dtype)
-        return self.net(x)
+        return self(x)
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str):
         # evaluation batches carry draw indices; -1 marks DDP padding rows, which are not counted
@@ -124,16 +144,14 @@ class PKGNetModule(pl.LightningModule):
             self.log("train/loss", loss.float(), batch_size=n)
             self.log("train/skr_bits", -loss.float(), prog_bar=True, batch_size=n)
             return loss
-        # evaluation: the per-draw SKR (float64) for the mean and for callbacks comparing baselines
+        # evaluation: the per-draw SKR (float64), computed once: for the mean, the loss and the callbacks comparing
+        # baselines (on every row; the padding rows are left out of the sums)
         skr = self.scenario.skr(batch, {k: v.detach().to(torch.float64) for k, v in outputs.items()})
-        if valid is not None and not bool(valid.all()):
-            keep = valid.to(skr.device)
-            batch = {k: v[keep] for k, v in batch.items()}
-            outputs = {k: v[keep] for k, v in outputs.items()}
-        n = next(iter(batch.values())).shape[0]
+        counted = (skr if valid is None else skr[valid.to(skr.device)]).detach()
+        n = counted.shape[0]
         if n > 0:
-            loss = self.loss_fn(self.scenario, batch, outputs).detach().double().cpu()
-            per_draw = total_skr(skr if valid is None else skr[valid.to(skr.device)]).detach().double().cpu()
+            loss = self.loss_fn.from_skr(counted).double().cpu()
+            per_draw = total_skr(counted).double().cpu()
             self._eval_sums += torch.stack([loss * n, per_draw.sum(), torch.tensor(float(n), dtype=torch.float64)])
         return {"skr": skr}
 
@@ -181,18 +199,16 @@ class PKGNetModule(pl.LightningModule):
 
     # -- checkpoint guard: a checkpoint only loads into the scenario and net it was trained as ------
     def checkpoint_record(self) -> dict[str, Any]:
-        """Plain-type record stored in checkpoints (see :mod:`models.checkpoints`)."""
+        """Plain-type record stored in checkpoints (see :mod:`models.checkpoints`); the refinement is a setting
+        (``SETTINGS_KEY``): it changes no weight, so a checkpoint may be evaluated with another one."""
+        refinement = self.refinement.describe() if self.refinement is not None else None
         return {"family": "pkgnet", "net": type(self.net).__name__, "hidden": list(self.net.hidden),
-                "activation": self.net.activation, "scenario": self.scenario.describe()}
+                "activation": self.net.activation, "scenario": self.scenario.describe(),
+                SETTINGS_KEY: {"refinement": refinement}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[RECORD_KEY] = self.checkpoint_record()
 
-    @property
-    def evaluation_only_keys(self) -> tuple[str, ...]:
-        """Scenario settings a checkpoint may be evaluated with other values of (``Scenario.evaluation_only``)."""
-        return tuple(getattr(self.scenario, "evaluation_only", ()))
-
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # train.py refuses evaluation-only differences before fit resumes; here the weights load either way
-        check_record(checkpoint, self.checkpoint_record(), evaluation_only=self.evaluation_only_keys)
+        # settings (the refinement) may differ: train.py says so, and refuses them before fit resumes
+        check_record(checkpoint, self.checkpoint_record())

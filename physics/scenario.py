@@ -11,7 +11,9 @@ implement every abstract method below, and ``PKGNetModule``, ``ScenarioDataModul
 * ``feature_bounds()`` -> low/high of each feature over the training distribution;
 * ``design_space()`` -> an ``nn.Module`` with ``heads`` (raw output sizes) that projects raw network
   outputs onto the feasible set and returns real tensors with real/imaginary parts stacked last
-  (exportable: no complex outputs);
+  (exportable: no complex outputs). Optionally the design space states the problem a model-level
+  refinement (``models.refine``) solves from the network's design: ``refinement_problem(design, x)``
+  (see ``MultiUserDesignSpace``);
 * ``skr(batch, outputs)`` -> ``[n]`` bits, or ``[n, K]`` bits per user for a multi-user system
   (the objective is then the sum over users, :func:`total_skr`), differentiable, float64;
 * ``baselines(batch, generator)`` -> named analytic designs (the names are the scenario's own and
@@ -91,11 +93,6 @@ class Scenario(abc.ABC):
     name: str = "scenario"
     feature_names: tuple[str, ...] = ()
     feature_units: tuple[str, ...] = ()
-    #: ``describe()`` keys of settings used only when the model is evaluated (they change no trained weight,
-    #: e.g. the multi-user refinement steps): a checkpoint may be tested, predicted or exported with other
-    #: values of these than it was trained with (``models.checkpoints.check_record``); ``fit`` resumes only
-    #: with equal ones.
-    evaluation_only: tuple[str, ...] = ()
 
     @abc.abstractmethod
     def sample(self, n: int, generator: torch.Generator) -> Batch:

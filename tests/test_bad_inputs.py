@@ -158,10 +158,10 @@ def test_fit_bad_values_are_one_line(env, capsys, override, needles):
 
 MULTIUSER = str(REPO / "configs" / "pkgnet" / "multiuser.yaml")
 MU_CASES = [
-    ("--model.init_args.scenario.init_args.refine_steps=-2", ["refine_steps", "-2"]),
-    ("--model.init_args.scenario.init_args.refine_steps=2.5", ["refine_steps", "2.5"]),
-    ("--model.init_args.scenario.init_args.refine_lr=.nan", ["refine_lr", "nan"]),
-    ("--model.init_args.scenario.init_args.refine_lr=0", ["refine_lr", "0"]),
+    ("--model.init_args.refinement.init_args.steps=-2", ["ProjectedAscentRefinement steps", "-2"]),
+    ("--model.init_args.refinement.init_args.steps=2.5", ["refinement.init_args.steps", "2.5"]),
+    ("--model.init_args.refinement.init_args.lr=.nan", ["ProjectedAscentRefinement lr", "nan"]),
+    ("--model.init_args.refinement.init_args.lr=0", ["ProjectedAscentRefinement lr", "0"]),
     ("--model.init_args.scenario.init_args.receive_start=eigen", ["receive_start", "eigen"]),
 ]
 
@@ -550,6 +550,7 @@ BOB = [[10.0, 5.0, 0.0]]
 
 def _api_cases():
     from keygen.randomness import NistResult
+    from models.refine import ProjectedAscentRefinement
     from physics import irs
     from physics.irs import IRSScenario
     from physics.multiuser import MultiUserScenario
@@ -576,7 +577,7 @@ def _api_cases():
         "multiuser sample int seed": (lambda: MultiUserScenario().sample(2, 0), "torch.Generator.*got int 0"),
         "nearfield sample generator None": (lambda: NearFieldScenario().sample(2, None), "torch.Generator"),
         "nearfield sample n None": (lambda: NearFieldScenario().sample(None, torch.Generator()), "got None"),
-        "refine_steps 1e4": (lambda: MultiUserScenario(refine_steps=10000), "refine_steps must be <= 1000"),
+        "refinement steps 1e4": (lambda: ProjectedAscentRefinement(steps=10000, lr=0.03), "steps must be <= 1000"),
         "leakage without shared paths": (lambda: MultiUserScenario(objective="leakage"), "shared_paths >= 1"),
     }
 

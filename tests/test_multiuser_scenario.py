@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from models.pkgnet import PKGNet
+from models.refine import ProjectedAscentRefinement, RefinedNet
 from physics import multiuser as mu
 from physics.multiuser import MultiUserScenario
 from physics.scenario import Scenario, check_description, generator_for
@@ -109,11 +110,6 @@ def test_point_and_bad_constructor_values():
         (dict(shared_paths=7), "shared_paths must be <= N_P = 6, got 7"),
         (dict(rho_range=(0.5, 1.5)), "rho_range range must end at <= 1.0"),
         (dict(K=12, M_e=2), "clusters need"),
-        (dict(refine_steps=-1), "refine_steps must be an integer >= 0, got -1"),
-        (dict(refine_steps=2.5), "refine_steps must be an integer >= 0, got 2.5"),
-        (dict(refine_lr=0.0), "refine_lr must be finite and lie in (0.0, inf), got 0.0"),
-        (dict(refine_lr=float("nan")), "refine_lr must be finite"),
-        (dict(refine_lr="fast"), "refine_lr must be a real number, got 'fast'"),
         (dict(rho_range=(0.1, 0.2, 0.3)), "rho_range must be a range [low, high] of two numbers, got (0.1, 0.2, 0.3)"),
         (dict(rho_range=0.5), "rho_range must be a range [low, high] of two numbers, got 0.5"),
         (dict(snr_db_range=(150.0, 170.0)), "snr_db_range range must end at <= 80.0, got 170.0"),
@@ -205,17 +201,18 @@ def test_design_space_at_zero_output_is_eigen_beams():
 
 @pytest.mark.parametrize("shared", [False, True], ids=["reuse", "leakage"])
 def test_refinement_is_the_optimisers_ascent_from_the_nets_design(shared):
-    """In evaluation mode the design space runs ``refine_steps`` Adam steps of projected ascent on the
-    objective from the net's design; in training mode it returns the net's design. Checked against the
+    """In evaluation mode the refinement (``models.refine``) runs ``steps`` Adam steps of projected ascent on the
+    design space's objective from the net's design; in training mode it returns the net's design. Checked against the
     per-instance optimiser's own code (torch.optim.Adam through QR + budget, on the scenario's float64
     batch, not the float32 features) from the same start: the same rate to float32 rounding of the
     features and outputs (1e-4 relative), never below the start, and feasible."""
     from physics.optim import projected_ascent
 
     kw = dict(shared_paths=2, objective="leakage", p_overlapping=1.0) if shared else {}
-    sc = MultiUserScenario(**SMALL_DIMS, **kw, refine_steps=6, refine_lr=0.05)
+    sc = MultiUserScenario(**SMALL_DIMS, **kw)
     torch.manual_seed(1)
-    net = PKGNet([32]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space())
+    net = RefinedNet(PKGNet([32]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space()),
+                     ProjectedAscentRefinement(steps=6, lr=0.05))
     b = sc.sample(6, generator_for(40))
     x = sc.features(b).float()
     net.train()
@@ -240,6 +237,99 @@ def test_refinement_is_the_optimisers_ascent_from_the_nets_design(shared):
     assert (P.sum(1).abs() ** 2).sum((-1, -2)).max() <= sc.K * sc.M_e * (1 + 1e-5)
     assert torch.allclose(C.mH @ C, torch.eye(sc.N_e, dtype=C.dtype).expand_as(C.mH @ C), atol=1e-5)
     assert MultiUserScenario.from_description(sc.describe()).describe() == sc.describe()
+
+
+# Recorded from the code before the refinement became a model component (commit 9d24b02, where it was
+# MultiUserScenario(refine_steps, refine_lr)): for each case and net dtype, (checksums of the refined P and C:
+# sum, sum of squares, sum weighted by sin(flat index), all in float64) and the per-draw sum SKR (bits).
+_MU = dict(M=128, K=6, N_k=4, N_P=6, M_e=6, N_e=4, objective="reuse", budget=True, spread=0.05,
+           overlapping_gap_range=(0.02, 0.08), separated_gap_range=(0.16, 0.26), p_overlapping=0.5,
+           snr_db_range=(0.0, 20.0), path_power_spread_db=15.0, shared_paths=0, overlap_threshold_db=-20.0,
+           receive_start="eigen_shifted")  # configs/pkgnet/multiuser.yaml's scenario
+_REFINE_CASES = {  # scenario, steps, lr, hidden, draws
+    "multiuser": (_MU, 20, 0.03, [256, 256], 4),  # multiuser.yaml
+    "multiuser_shared": (dict(_MU, objective="leakage", p_overlapping=1.0, shared_paths=2, rho_range=(0.8, 1.0),
+                              receive_start="identity"), 40, 0.03, [256, 256], 4),  # multiuser_shared.yaml
+    "small_reuse": (dict(SMALL_DIMS, receive_start="eigen_shifted"), 6, 0.05, [32], 6),
+    "small_leakage": (dict(SMALL_DIMS, shared_paths=2, objective="leakage", p_overlapping=1.0), 5, 0.05, [32], 6),
+}
+_REFINE_RECORDED = {
+    "multiuser": {
+        "float32": ({"P": (86.12667822218398, 96.43153543776937, -2.490852262625527),
+                     "C": (17.61199344677152, 95.99999986999035, 2.37284637567891)},
+                    (81.08174875857861, 33.70895758705633, 44.919470534875714, 8.661837763827942)),
+        "float64": ({"P": (86.1249074405348, 96.42675367138862, -2.4707868608550214),
+                     "C": (17.617814900950844, 96.0, 2.3723937156668287)},
+                    (81.08175150709454, 33.70878920348164, 44.9194703885979, 8.661832754994666)),
+    },
+    "multiuser_shared": {
+        "float32": ({"P": (53.98672165537332, 96.81460217679043, -3.7896163053258416),
+                     "C": (75.85021157481242, 95.999999748213, -0.5918173354983209)},
+                    (64.48410388168234, 26.506648882668372, 36.3791101357776, 7.554248848415176)),
+        "float64": ({"P": (53.9867548428865, 96.8147649027073, -3.807245819043001),
+                     "C": (75.85306014606878, 96.0, -0.5931280265996444)},
+                    (64.48410445468252, 26.506647164028962, 36.379166035552984, 7.554226542985496)),
+    },
+    "small_reuse": {
+        "float32": ({"P": (47.4737823447424, 61.504244467435335, 0.5917379430539418),
+                     "C": (26.509923596509907, 47.99999991746291, 1.1320815291217672)},
+                    (10.657465998350151, 16.680856979628718, 39.425684912708924, 3.17116508066315, 1.9799350516775394,
+                     2.5339837639751965)),
+        "float64": ({"P": (47.47380235923491, 61.504241132379974, 0.5917000156518331),
+                     "C": (26.509911955438607, 48.00000000000001, 1.132087607415453)},
+                    (10.657465801262807, 16.68085756279536, 39.42568386205997, 3.1711649114638414, 1.9799350866204726,
+                     2.5339838378046986)),
+    },
+    "small_leakage": {
+        "float32": ({"P": (48.561652832328036, 39.90832774456358, -3.1594162313572367),
+                     "C": (46.08317601494491, 48.00000009124203, 1.2156303819708079)},
+                    (6.238411487436693, 8.955066282612353, 25.52373287589987, 2.9006236430445744, 1.9347646967903145,
+                     1.8241763260155444)),
+        "float64": ({"P": (48.56170223944334, 39.90833856224971, -3.159407150191133),
+                     "C": (46.08317781065849, 48.000000000000014, 1.2156312749240112)},
+                    (6.2384116508184695, 8.955067569323164, 25.523732547908605, 2.9006235617292355, 1.934764682290931,
+                     1.824176404794392)),
+    },
+}
+
+
+def _design_checksums(out):
+    res = {}
+    for k, v in out.items():
+        v = v.double()
+        w = torch.sin(torch.arange(v.numel(), dtype=torch.float64)).reshape(v.shape)
+        res[k] = ((v.sum()).item(), (v * v).sum().item(), (v * w).sum().item())
+    return res
+
+
+@pytest.mark.parametrize("case", list(_REFINE_CASES))
+def test_refinement_component_reproduces_the_scenario_refinement_it_replaces(case):
+    """Multi-user results stay the same: for the same weights (seed 0) and draws (generator_for(2024, 3)), the
+    refinement component on the design space's refinement_problem gives the refined design the scenario's own
+    refine_steps/refine_lr gave before (numbers recorded from that code above; both configs' settings included).
+    A float64 net: to 1e-12 (relative, bit-identical on the machine that recorded them); the float32 net Lightning
+    evaluates: to 1e-5 (bit-identical there too, but a float32 forward may round differently on another CPU)."""
+    kw, steps, lr, hidden, n = _REFINE_CASES[case]
+    sc = MultiUserScenario(**kw)
+    b = sc.sample(n, generator_for(2024, 3))
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        torch.manual_seed(0)
+        net = RefinedNet(PKGNet(hidden).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space()),
+                         ProjectedAscentRefinement(steps, lr)).to(dtype).eval()
+        x = sc.features(b).to(dtype)
+        with torch.inference_mode():
+            out = net(x)
+            direct = net.net(x)
+        sums, skr = _REFINE_RECORDED[case][str(dtype).split(".")[-1]]
+        got = _design_checksums(out)
+        for k in ("P", "C"):
+            for g, r in zip(got[k], sums[k], strict=True):
+                assert abs(g - r) <= tol * max(1.0, abs(r)), (case, dtype, k, g, r)
+        r_out = sc.skr(b, {k: v.double() for k, v in out.items()}).sum(-1)
+        ref = torch.tensor(skr, dtype=torch.float64)
+        assert torch.allclose(r_out, ref, rtol=tol, atol=0), (case, dtype, r_out - ref)
+        r_direct = sc.skr(b, {k: v.double() for k, v in direct.items()}).sum(-1)
+        assert torch.all(r_out >= r_direct - 1e-6 * r_direct.abs()) and torch.any(r_out > r_direct + 1e-3)
 
 
 def test_baselines_budget_optimum_and_subsets():
@@ -311,26 +401,28 @@ def test_receive_start_is_shifted_eigen_beams():
 
 
 # refinement with (30) round-trips in test_exported_refinement_is_one_step_in_a_loop (2 and 9 steps)
-@pytest.mark.parametrize("receive_start,refine", [("identity", {}), ("eigen_shifted", {}),
-                                                   pytest.param("identity", {"refine_steps": 1, "shared_paths": 1,
-                                                                             "objective": "leakage"},
-                                                                marks=pytest.mark.slow)])
-def test_design_space_exports_and_round_trips(tmp_path, receive_start, refine):
+@pytest.mark.parametrize("receive_start,scenario_kw,steps", [("identity", {}, 0), ("eigen_shifted", {}, 0),
+                                                             pytest.param("identity", {"shared_paths": 1,
+                                                                                       "objective": "leakage"}, 1,
+                                                                          marks=pytest.mark.slow)])
+def test_design_space_exports_and_round_trips(tmp_path, receive_start, scenario_kw, steps):
     """torch.export of the whole net (raw features -> P, C), save/load, same outputs; no complex outputs.
-    With refinement one gradient step is traced (make_fx) and run in torch.while_loop inside the graph."""
+    With a refinement one gradient step is traced (make_fx) and run in torch.while_loop inside the graph."""
     from models.export import export_pkgnet
 
     sc = MultiUserScenario(M=16, K=2, N_k=2, N_P=2, M_e=2, N_e=2,  # tracing unrolls Gram-Schmidt: keep it small
-                           receive_start=receive_start, **refine)
+                           receive_start=receive_start, **scenario_kw)
     torch.manual_seed(0)
     net = PKGNet([16]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space()).eval()
-    meta = export_pkgnet(net, sc, tmp_path / "mu.pt2")
+    refinement = ProjectedAscentRefinement(steps, 0.03) if steps else None
+    meta = export_pkgnet(net, sc, tmp_path / "mu.pt2", refinement=refinement)
     assert meta["scenario"] == sc.name and meta["outputs"]["P"] == [2, 16, 2, 2]
+    assert meta["refinement"] == (refinement.describe() if refinement else None)
     prog = torch.export.load(tmp_path / "mu.pt2")
     x = sc.features(sc.sample(5, generator_for(10))).float()
     outs = prog.module()(x)
     with torch.no_grad():
-        ref = net(x)
+        ref = RefinedNet(net, refinement).eval()(x)
     got = dict(zip(meta["outputs_order"], outs, strict=True))
     for k in ("P", "C"):
         assert not got[k].is_complex() and got[k].shape == ref[k].shape
@@ -338,18 +430,20 @@ def test_design_space_exports_and_round_trips(tmp_path, receive_start, refine):
 
 
 def test_exported_refinement_is_one_step_in_a_loop(tmp_path):
-    """The exported graph holds one traced step inside torch.while_loop, so its size does not depend on
-    refine_steps; with 2 and 9 steps the program equals the module exactly (same float64 operations in the
+    """The exported graph holds one traced step inside torch.while_loop, so its size does not depend on the
+    refinement's steps; with 2 and 9 steps the program equals the module exactly (same float64 operations in the
     same order), and the two step counts give different designs, so the loop really runs 2 and 9 steps."""
     from models.export import export_pkgnet
 
     x = None
     nodes, outs = {}, {}
+    sc = MultiUserScenario(M=16, K=2, N_k=2, N_P=2, M_e=2, N_e=2)
     for steps in (2, 9):
-        sc = MultiUserScenario(M=16, K=2, N_k=2, N_P=2, M_e=2, N_e=2, refine_steps=steps)
         torch.manual_seed(0)
-        net = PKGNet([16]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space()).eval()
-        export_pkgnet(net, sc, tmp_path / f"mu{steps}.pt2")
+        net = RefinedNet(PKGNet([16]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space()),
+                         ProjectedAscentRefinement(steps, 0.03)).eval()
+        meta = export_pkgnet(net.net, sc, tmp_path / f"mu{steps}.pt2", refinement=net.refinement)
+        assert f"refined in the graph by ProjectedAscentRefinement(steps={steps}, lr=0.03)" in meta["summary"]
         prog = torch.export.load(tmp_path / f"mu{steps}.pt2")
         graphs = [m.graph for m in prog.graph_module.modules() if isinstance(m, torch.fx.GraphModule)]
         nodes[steps] = sum(len(g.nodes) for g in graphs)
@@ -387,9 +481,10 @@ def test_path_tensors_match_the_steering_vectors_and_the_pair_covariance():
 def test_refinement_keeps_bad_rows_out_of_the_batch():
     """A NaN row or a row the objective cannot evaluate (power 1e30 dB, |sin| > 1) does not stop the batch:
     it keeps the net's design (NaN stays NaN), and the other rows get what they get when refined alone."""
-    sc = MultiUserScenario(**SMALL_DIMS, refine_steps=3)
+    sc = MultiUserScenario(**SMALL_DIMS)
     torch.manual_seed(2)
-    net = PKGNet([16]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space()).eval()
+    net = RefinedNet(PKGNet([16]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space()),
+                     ProjectedAscentRefinement(3, 0.03)).eval()
     x = sc.features(sc.sample(5, generator_for(41))).float()
     KP = sc.K * sc.N_P
     bad = x.clone()
@@ -411,10 +506,10 @@ def test_refinement_keeps_bad_rows_out_of_the_batch():
 def test_onnx_export_of_a_refining_design_space_is_refused_before_writing(tmp_path):
     from models.export import export_pkgnet
 
-    sc = MultiUserScenario(M=16, K=2, N_k=2, N_P=2, M_e=2, N_e=2, refine_steps=3)
+    sc = MultiUserScenario(M=16, K=2, N_k=2, N_P=2, M_e=2, N_e=2)
     net = PKGNet([8]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space())
-    with pytest.raises(ValueError, match=r"ONNX export is not available .*refine_steps = 3"):
-        export_pkgnet(net, sc, tmp_path / "m.pt2", tmp_path / "m.onnx")
+    with pytest.raises(ValueError, match=r"ONNX export is not available .*Refinement\(steps=3, lr=0.03\)"):
+        export_pkgnet(net, sc, tmp_path / "m.pt2", tmp_path / "m.onnx", refinement=ProjectedAscentRefinement(3, 0.03))
     assert not list(tmp_path.iterdir())
 
 
@@ -448,13 +543,14 @@ def test_config_fast_dev_run(cli_env, config, tmp_path):
             assert math.isfinite(float(m[key])), key
 
 
-def _train_small_and_score(sc: MultiUserScenario):
+def _train_small_and_score(sc: MultiUserScenario, refinement: ProjectedAscentRefinement):
     """The slow tier's training run: 8 epochs of 500 draws (batch 50, Adam 1e-3, seed 0), then 300 held-out
     draws (seed stream 2024, never seen in training). Returns (draws, the net's own design's sum SKR [300]
-    (training-mode forward, reported only), the learned design's [300] (evaluation mode: with refinement steps),
+    (training-mode forward, reported only), the learned design's [300] (evaluation mode: with the refinement),
     each baseline's [300])."""
     torch.manual_seed(0)
-    net = PKGNet([128, 128]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space())
+    net = RefinedNet(PKGNet([128, 128]).build(len(sc.feature_names), *sc.feature_bounds(), sc.design_space()),
+                     refinement)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     for ep in range(8):
         for i in range(10):
@@ -487,8 +583,8 @@ def test_learned_design_beats_analytic_baselines_on_overlapping_users():
     (training mode: 0.893 mean, 0.797 worst) is reported in the assertion messages, not judged."""
     sc = MultiUserScenario(M=64, K=4, N_k=4, N_P=4, M_e=4, N_e=4, spread=0.06,
                            separated_gap_range=(0.2, 0.3), overlapping_gap_range=(0.02, 0.08),
-                           receive_start="eigen_shifted", refine_steps=20, refine_lr=0.03)
-    test, direct, learned, base = _train_small_and_score(sc)
+                           receive_start="eigen_shifted")
+    test, direct, learned, base = _train_small_and_score(sc, ProjectedAscentRefinement(steps=20, lr=0.03))
     sub = sc.subsets(test)
     ov = sub["overlapping"]
     names = ("beam_selection", "strongest_overlapping", "eigen_beams")
@@ -516,8 +612,8 @@ def test_learned_design_beats_analytic_baselines_under_shared_scatterer_leakage(
     0.780 of the optimum, PKG-Net 0.985 (worst draw 0.945; the net alone 0.801)."""
     sc = MultiUserScenario(M=64, K=4, N_k=4, N_P=4, M_e=4, N_e=4, spread=0.06, separated_gap_range=(0.2, 0.3),
                            overlapping_gap_range=(0.02, 0.08), p_overlapping=1.0, shared_paths=2,
-                           objective="leakage", refine_steps=40, refine_lr=0.03)
-    test, direct, learned, base = _train_small_and_score(sc)
+                           objective="leakage")
+    test, direct, learned, base = _train_small_and_score(sc, ProjectedAscentRefinement(steps=40, lr=0.03))
     best_name = max(("beam_selection", "strongest_overlapping", "eigen_beams"), key=lambda k: base[k].mean())
     best = base[best_name]
     assert learned.mean() >= 1.25 * best.mean(), (learned.mean(), best.mean(), best_name, direct.mean())
@@ -528,37 +624,54 @@ def test_learned_design_beats_analytic_baselines_under_shared_scatterer_leakage(
     assert ratio.mean() >= 0.97, (ratio, direct[:12] / r_opt)
 
 
-def test_checkpoint_is_evaluated_with_other_refinement_steps_but_resumes_only_with_its_own(cli_env, tmp_path,
-                                                                                          capsys):
-    """refine_steps/refine_lr are evaluation-only (Scenario.evaluation_only): test and the validation-split sweep
-    accept a checkpoint with other values and say so; fit refuses to resume with them (its best-checkpoint
-    choice would mix two scores); any other scenario difference is still refused."""
+def test_checkpoint_is_evaluated_with_the_configs_refinement_but_resumes_only_with_its_own(cli_env, tmp_path,
+                                                                                           capsys):
+    """The refinement is a model component that holds no weights: validate and test use the config's refinement
+    with a checkpoint validated with another one and say so in one note line (with the checkpoint's own refinement,
+    validate gives the fit's validation score and says nothing); fit refuses to resume with another (its
+    best-checkpoint choice would mix two scores); any scenario difference is still refused. (Export: the slow
+    test_checkpoint_is_exported_with_the_configs_refinement.)"""
     from experiments import multiuser_refine_sweep
 
     config = small_config(CONFIGS[0], tmp_path)
-    steps = "--model.init_args.scenario.init_args.refine_steps"
+    steps = "--model.init_args.refinement.init_args.steps"
     cli_env.main(["fit", "--config", config, *FAST, f"{steps}=2", "--trainer.max_epochs=1"])
     ckpts = tmp_path / "runs" / "pkgnet" / "multiuser" / "checkpoints"
     last = ckpts / "last.ckpt"
     before = {p.name: p.read_bytes() for p in ckpts.iterdir()}
     record = (ckpts.parent / "config.yaml").read_bytes()
+    fit_score = float(next(p.stem for p in ckpts.iterdir() if p.stem.startswith("epoch")).split("skr")[-1])
     capsys.readouterr()
+    cli = cli_env.main(["validate", "--config", config, *FAST, f"{steps}=2", f"--ckpt_path={last}"])
+    assert "note:" not in capsys.readouterr().err
+    own = float(cli.trainer.callback_metrics["val/skr_bits"])
+    assert abs(own - fit_score) <= 5e-5, (own, fit_score)  # the file name rounds to 4 decimals
+    cli = cli_env.main(["validate", "--config", config, *FAST, "--model.init_args.refinement=null",
+                        f"--ckpt_path={last}"])
+    err = capsys.readouterr().err
+    assert err.count("note:") == 1 and "config's refinement none" in err
+    assert cli.model.refinement is None
+    assert float(cli.trainer.callback_metrics["val/skr_bits"]) <= own + 1e-9  # the refinement keeps the best iterate
     cli = cli_env.main(["test", "--config", config, *FAST, f"{steps}=5", f"--ckpt_path={last}",
                         "--data.init_args.val_draws=10"])
     err = capsys.readouterr().err
-    assert "validated with refine_steps = 2" in err and "config's refine_steps = 5" in err
+    assert err.count("note:") == 1
+    assert "validated with refinement ProjectedAscentRefinement(steps=2, lr=0.03)" in err
+    assert "config's refinement ProjectedAscentRefinement(steps=5, lr=0.03)" in err
     # the fit's config.yaml is the run's record: test writes its own config_test.yaml beside it
     assert (ckpts.parent / "config.yaml").read_bytes() == record
-    assert "refine_steps: 5" in (ckpts.parent / "config_test.yaml").read_text()
-    assert cli.model.scenario.refine_steps == 5 and math.isfinite(float(cli.trainer.callback_metrics["test/skr_bits"]))
+    assert "steps: 5" in (ckpts.parent / "config_test.yaml").read_text()
+    assert cli.model.refinement.steps == 5 and math.isfinite(float(cli.trainer.callback_metrics["test/skr_bits"]))
     with pytest.raises(SystemExit):
         cli_env.main(["fit", "--config", config, *FAST, f"{steps}=5", "--trainer.max_epochs=2", "--ckpt_path=last"])
-    assert "another scenario" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "fit cannot resume with the config's refinement ProjectedAscentRefinement(steps=5" in err
     other = "--model.init_args.scenario.init_args.overlap_threshold_db=-10"
     with pytest.raises(SystemExit):
         cli_env.main(["test", "--config", config, *FAST, f"{steps}=5", other, f"--ckpt_path={last}"])
     err = capsys.readouterr().err
-    assert "overlap_threshold_db" in err and "refine_steps" not in err.split("differ in")[-1]
+    assert "another scenario" in err and "overlap_threshold_db" in err
+    assert "refinement" not in err.split("differ in")[-1]
     assert {p.name: p.read_bytes() for p in ckpts.iterdir()} == before  # nothing overwritten
     # the sweep reads the validation split (20 draws, seed 0) from the config.yaml saved beside the checkpoints
     out = tmp_path / "sweep"
@@ -578,6 +691,42 @@ def test_checkpoint_is_evaluated_with_other_refinement_steps_but_resumes_only_wi
     err = capsys.readouterr().err
     assert "describes another scenario than --ckpt" in err and "shared_paths" in err
     assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.slow
+def test_checkpoint_is_exported_with_the_configs_refinement(cli_env, tmp_path, capsys):
+    """train.py export of a checkpoint validated with 2 refinement steps, with the config's 3: one note line, the
+    metadata records the config's refinement, and the program gives the module's refined design (the checkpoint's
+    net followed by the config's refinement). About a minute: the export traces one refinement step."""
+    from models.export import load_program
+
+    config = small_config(CONFIGS[0], tmp_path)
+    # smaller still than FAST, with identity receive starts: the export traces the whole net (Gram-Schmidt and the
+    # receive start's subspace iterations unrolled), which costs minutes at FAST's size with eigen_shifted
+    scenario = "--model.init_args.scenario.init_args"
+    tiny = [*FAST, f"{scenario}.M=16", f"{scenario}.K=2", f"{scenario}.N_P=2", f"{scenario}.M_e=2",
+            f"{scenario}.receive_start=identity"]
+    steps = "--model.init_args.refinement.init_args.steps"
+    cli_env.main(["fit", "--config", config, *tiny, f"{steps}=2", "--trainer.max_epochs=1"])
+    last = tmp_path / "runs" / "pkgnet" / "multiuser" / "checkpoints" / "last.ckpt"
+    out_pt2 = tmp_path / "mu.pt2"
+    capsys.readouterr()
+    cli = cli_env.main(["export", "--config", config, *tiny, f"{steps}=3", f"--ckpt_path={last}",
+                        f"--out={out_pt2}"])
+    err = capsys.readouterr().err
+    assert err.count("note:") == 1 and "validated with refinement ProjectedAscentRefinement(steps=2, lr=0.03)" in err
+    assert "config's refinement ProjectedAscentRefinement(steps=3, lr=0.03)" in err
+    program, meta = load_program(out_pt2)
+    assert meta["refinement"] == {"class_path": "models.refine.ProjectedAscentRefinement",
+                                  "init_args": {"steps": 3, "lr": 0.03}}
+    module, sc = cli.model.eval(), cli.model.scenario
+    x = sc.features(sc.sample(4, generator_for(2024, 9))).float()
+    with torch.no_grad():
+        ref, direct = module(x), module.net(x)
+    got = dict(zip(meta["outputs_order"], program.module()(x), strict=True))
+    for k in ("P", "C"):
+        assert torch.allclose(got[k], ref[k], atol=1e-6), k
+    assert (got["P"] - direct["P"]).abs().max() > 1e-4  # the program refines
 
 
 def test_sweep_ratio_standard_error_matches_a_bootstrap_and_the_rule_picks_the_smallest_safe_count():

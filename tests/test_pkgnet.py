@@ -364,3 +364,33 @@ def test_irs_scenario_refuses_truthy_strings_and_fractional_draw_counts():
         IRSScenario("case2", eve_at_bob_minus_half_wavelength="no")
     with pytest.raises(ValueError, match="number of draws n must be an integer >= 0, got 2.5"):
         IRSScenario("case1").sample(2.5, torch.Generator().manual_seed(0))
+
+
+def test_evaluation_computes_the_skr_once_per_batch_and_the_loss_from_it():
+    """An evaluation batch calls scenario.skr once (for the SKR mean, the loss and the callbacks); the sums it adds
+    are the loss function's and the SKR of the counted rows (the DDP padding rows, index -1, left out), as when the
+    loss evaluated the SKR again; and a loss that cannot be derived from an SKR is refused at construction."""
+    from physics.scenario import INDEX_KEY, strip_index, total_skr
+
+    module = small_module().eval()
+    sc = module.scenario
+    batch = sc.sample(6, generator_for(5))
+    batch[INDEX_KEY] = torch.tensor([0, 1, 2, 3, -1, -1])
+    real_skr, calls = sc.skr, []
+    sc.skr = lambda b, o: calls.append(1) or real_skr(b, o)
+    module._start_eval()
+    with torch.no_grad():
+        out = module.validation_step(batch, 0)
+    del sc.skr
+    assert len(calls) == 1 and out["skr"].shape[0] == 6
+    kept = {k: v[:4] for k, v in strip_index(batch).items()}
+    with torch.no_grad():
+        design = module(sc.features(kept).float())
+        loss = module.loss_fn(sc, kept, design).double()
+        per_draw = total_skr(sc.skr(kept, {k: v.double() for k, v in design.items()}))
+    expected = torch.stack([loss * 4, per_draw.sum(), torch.tensor(4.0, dtype=torch.float64)])
+    assert torch.allclose(module._eval_sums, expected, rtol=1e-12, atol=0), (module._eval_sums, expected)
+    from losses.mse import MSELoss
+
+    with pytest.raises(ValueError, match="loss must be an SKR loss with from_skr"):
+        PKGNetModule(IRSScenario("case1", M=2, L_H=2, L_V=2), PKGNet([8]), loss=MSELoss())

@@ -61,7 +61,7 @@ from physics.multiuser.channel import (
     shared_pair_mask,
     ula_response,
 )
-from physics.multiuser.design_space import MAX_REFINE_STEPS, MultiUserDesignSpace
+from physics.multiuser.design_space import MultiUserDesignSpace
 from physics.multiuser.designs import (
     algorithm1_design,
     algorithm1_from_powers,
@@ -93,7 +93,7 @@ from physics.multiuser.rates import (
 from physics.multiuser.scenario import MultiUserScenario
 
 __all__ = [
-    "MAX_REFINE_STEPS", "MultiUserDesignSpace", "MultiUserScenario", "algorithm1_design", "algorithm1_from_powers",
+    "MultiUserDesignSpace", "MultiUserScenario", "algorithm1_design", "algorithm1_from_powers",
     "apply_budget", "beam_covariances", "beam_domain_channel", "beam_grid", "beam_powers_from_paths", "beam_vectors",
     "check_pilot_lengths", "dft_matrix", "draw_path_gains", "eigen_beams_design", "eigen_beams_from_paths",
     "geometric_channel", "kron_design", "lambda_from_paths", "lambda_joint_from_paths", "leakage_ratio",

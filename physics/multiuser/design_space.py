@@ -1,34 +1,20 @@
 """Beam-domain multi-user key generation (paper 003): the design space of the scenario (raw network outputs ->
-feasible beam-domain precoders and receive matrices, with the optional in-graph refinement)."""
+feasible beam-domain precoders and receive matrices) and the problem a model-level refinement solves from it."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
 
-from physics.checks import check_choice, check_int, check_real
+from physics.checks import check_choice
 from physics.multiuser.channel import dft_matrix, path_tensors, shared_pair_mask
 from physics.multiuser.designs import apply_budget, semi_unitary
 from physics.multiuser.rates import _check_curious, training_rates
-from physics.optim import unrolled_ascent
 
-__all__ = ["MAX_REFINE_STEPS", "MultiUserDesignSpace"]
-
-
-#: Upper bound on the in-graph refinement steps: a typo (an extra zero) must not turn an evaluation into hours
-#: that one validation batch never returns from (Lightning's SIGTERM handler acts between batches only).
-MAX_REFINE_STEPS = 1000
-
-
-def _check_refine_steps(value) -> int:
-    steps = check_int("refine_steps", value, low=0)
-    if steps > MAX_REFINE_STEPS:
-        raise ValueError(f"refine_steps must be <= {MAX_REFINE_STEPS}, got {value!r}: each step is one gradient of "
-                         "the objective per draw (~4 ms at M = 128, K = 6), run in every evaluation; the per-instance "
-                         "optimum uses 100-400")
-    return steps
+__all__ = ["MultiUserDesignSpace"]
 
 
 def _gram_schmidt(re: torch.Tensor, im: torch.Tensor, passes: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,32 +50,23 @@ class MultiUserDesignSpace(nn.Module):
     (default K M_e, what disjoint beams use): every P~_k is scaled by min(1, sqrt(budget) / ||sum_k P~_k||_F);
     ``budget=None`` reproduces (30) as printed. Outputs ``P [n, K, M, M_e, 2]``, ``C [n, K, N_k, N_e, 2]``.
 
-    Refinement (``refine_steps`` > 0, evaluation mode only): the network's design is the starting point of
-    ``refine_steps`` Adam steps of projected gradient ascent on the training objective (``objective``, the
-    scenario's (30) or (27)) over the full beam-domain design set (QR onto semi-unitary matrices, then the
-    budget), computed in the graph from the features in float64 (:func:`physics.optim.unrolled_ascent`:
-    the per-instance optimum's recursion with one start and a fixed step count; the best iterate is kept,
-    so it never falls below the network's own design). Training (``self.training``) optimises the
-    network's direct output; ``models.export`` traces one refinement step (gradient included) and runs it in
-    ``torch.while_loop`` inside the exported graph.
+    Refinement: :meth:`refinement_problem` states the problem a model-level refinement (``models.refine``)
+    solves from the network's design: the training objective (``objective``, the scenario's (30) or (27)) over
+    the full beam-domain design set (QR onto semi-unitary matrices, then the budget), with the draws' path
+    tensors computed from the features in float64. The steps themselves belong to the model, not the physics.
     """
 
     RECEIVE_STARTS = ("identity", "eigen_shifted")
 
     def __init__(self, M: int, K: int, N_k: int, N_P: int, M_e: int, N_e: int, budget: float | None,
-                 receive_start: str = "identity", power_iterations: int = 30, refine_steps: int = 0,
-                 refine_lr: float = 0.03, objective: str = "reuse", shared_paths: int = 0,
-                 curious: list[list[int]] | None = None):
+                 receive_start: str = "identity", power_iterations: int = 30, objective: str = "reuse",
+                 shared_paths: int = 0, curious: list[list[int]] | None = None):
         super().__init__()
-        self.refine_steps = _check_refine_steps(refine_steps)
-        self.refine_lr = check_real("refine_lr", refine_lr, low=0.0, low_inclusive=False)
         self.objective, self.shared_paths = objective, int(shared_paths)
         if curious is not None:
             _check_curious(curious, K)
         self.curious = curious if curious is not None else [[] for _ in range(K)]
         self.register_buffer("pair_mask", shared_pair_mask(K, N_P, self.shared_paths).float(), persistent=False)
-        # models.export traces one refinement step with make_fx and loops it in the graph (torch.while_loop)
-        self.differentiates_in_forward = self.refine_steps > 0
         self.M, self.K, self.N_k, self.N_P, self.M_e, self.N_e = M, K, N_k, N_P, M_e, N_e
         self.receive_start = check_choice("receive_start", receive_start, self.RECEIVE_STARTS)
         self.power_iterations = int(power_iterations)
@@ -145,55 +122,57 @@ class MultiUserDesignSpace(nn.Module):
             e_r = torch.eye(Nk, Ne, dtype=dt, device=x.device)
             e_i = torch.zeros_like(e_r)
         cr, ci = _gram_schmidt(e_r + 0.1 * c[..., 0], e_i + 0.1 * c[..., 1])
-        out = {"P": torch.stack([br, bi], -1), "C": torch.stack([cr, ci], -1)}
-        if self.refine_steps and not self.training:
-            return self.refine(out, x)
-        return out
+        return {"P": torch.stack([br, bi], -1), "C": torch.stack([cr, ci], -1)}
 
-    def refine(self, design: dict[str, torch.Tensor], x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``refine_steps`` Adam steps of projected ascent on the objective from ``design`` (real ``P``, ``C``
-        as returned by :meth:`forward`) for the draws with raw features ``x``; same layout and dtype out."""
+    def refinement_problem(self, design: dict[str, torch.Tensor], x: torch.Tensor) -> dict[str, Any]:
+        """The problem a refinement (``models.refine``) solves from ``design`` (real ``P``, ``C`` as returned by
+        :meth:`forward`) for the draws with raw features ``x``: maximise the sum over UTs of the training
+        objective over the feasible set. Returns a dict of
+
+        * ``start``: the design in float64, detached (a stand-in on the rows ``ok`` leaves out);
+        * ``project(params) -> params``: QR onto semi-unitary matrices, then the budget (differentiable);
+        * ``objective(params, context) -> [n]``: the sum over UTs of (30) or (27);
+        * ``context``: the draws' path tensors from the features (float64; inputs of a traced step, not constants);
+        * ``ok`` ``[n]`` bool: the rows the objective can evaluate. The others (non-finite features or start,
+          |sin| > 1, |rho| > 1, a path power above 100 dB) must keep the network's design: a batch is never
+          stopped by one bad row (the exported wrapper then sets rows outside the training ranges to NaN). Their
+          ``start`` and ``context`` are a stand-in row (all features 0, a fixed semi-unitary start) whose result
+          is discarded.
+
+        Call it with autograd enabled (outside inference mode): the tensors it returns are used in gradient steps.
+        """
         n, K, Np = x.shape[0], self.K, self.N_P
-        dt = design["P"].dtype
-        with torch.inference_mode(False):  # Lightning evaluates in inference mode; the steps need autograd
-            f = x.detach().clone().to(torch.float64)
-            start = {k: v.detach().clone().to(torch.float64) for k, v in design.items()}
-            KP = K * Np
-            # rows the objective cannot evaluate (non-finite features or start, |sin| > 1, |rho| > 1, a path
-            # power above 100 dB) keep the network's design; a batch is never stopped by one bad row (the
-            # exported wrapper then sets rows outside the training ranges to NaN). They run the steps on a
-            # stand-in row (all features 0, a fixed semi-unitary start) that is discarded.
-            ok = (torch.isfinite(f).all(-1) & (f[:, :2 * KP].abs() <= 1).all(-1) & (f[:, 2 * KP:3 * KP] <= 100).all(-1)
-                  & (f[:, 3 * KP:].abs() <= 1).all(-1))
-            for v in start.values():
-                ok = ok & torch.isfinite(v).flatten(1).all(-1)
-            f = torch.where(ok[:, None], f, torch.zeros_like(f))
-            stand_in = {"P": torch.eye(self.M, self.M_e, dtype=f.dtype, device=f.device),
-                        "C": torch.eye(self.N_k, self.N_e, dtype=f.dtype, device=f.device)}
-            original = start
-            start = {k: torch.where(ok.reshape(-1, 1, 1, 1, 1), v,
-                                    torch.stack([stand_in[k], torch.zeros_like(stand_in[k])], -1).expand_as(v))
-                     for k, v in start.items()}
-            rho = f[:, 3 * KP:4 * KP].reshape(n, K, Np) if self.shared_paths else None
-            pth = path_tensors(f[:, :KP].reshape(n, K, Np), f[:, KP:2 * KP].reshape(n, K, Np),
-                               f[:, 2 * KP:3 * KP].reshape(n, K, Np), self.N_k, self.M, rho, self.shared_paths,
-                               self.pair_mask)
+        f = x.detach().clone().to(torch.float64)
+        start = {k: v.detach().clone().to(torch.float64) for k, v in design.items()}
+        KP = K * Np
+        ok = (torch.isfinite(f).all(-1) & (f[:, :2 * KP].abs() <= 1).all(-1) & (f[:, 2 * KP:3 * KP] <= 100).all(-1)
+              & (f[:, 3 * KP:].abs() <= 1).all(-1))
+        for v in start.values():
+            ok = ok & torch.isfinite(v).flatten(1).all(-1)
+        f = torch.where(ok[:, None], f, torch.zeros_like(f))
+        stand_in = {"P": torch.eye(self.M, self.M_e, dtype=f.dtype, device=f.device),
+                    "C": torch.eye(self.N_k, self.N_e, dtype=f.dtype, device=f.device)}
+        start = {k: torch.where(ok.reshape(-1, 1, 1, 1, 1), v,
+                                torch.stack([stand_in[k], torch.zeros_like(stand_in[k])], -1).expand_as(v))
+                 for k, v in start.items()}
+        rho = f[:, 3 * KP:4 * KP].reshape(n, K, Np) if self.shared_paths else None
+        pth = path_tensors(f[:, :KP].reshape(n, K, Np), f[:, KP:2 * KP].reshape(n, K, Np),
+                           f[:, 2 * KP:3 * KP].reshape(n, K, Np), self.N_k, self.M, rho, self.shared_paths,
+                           self.pair_mask)
+        budget, objective_name, curious = self.budget, self.objective, self.curious
 
-            def cplx(t: torch.Tensor) -> torch.Tensor:
-                return torch.complex(t[..., 0], t[..., 1])
+        def cplx(t: torch.Tensor) -> torch.Tensor:
+            return torch.complex(t[..., 0], t[..., 1])
 
-            def project(p: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-                P = apply_budget(semi_unitary(cplx(p["P"])), self.budget)
-                C = semi_unitary(cplx(p["C"]))
-                return {"P": torch.stack([P.real, P.imag], -1), "C": torch.stack([C.real, C.imag], -1)}
+        def project(p: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            P = apply_budget(semi_unitary(cplx(p["P"])), budget)
+            C = semi_unitary(cplx(p["C"]))
+            return {"P": torch.stack([P.real, P.imag], -1), "C": torch.stack([C.real, C.imag], -1)}
 
-            def objective(p: dict[str, torch.Tensor], paths: dict[str, torch.Tensor]) -> torch.Tensor:
-                return training_rates(self.objective, cplx(p["P"]), cplx(p["C"]), paths, self.curious).sum(-1)
+        def objective(p: dict[str, torch.Tensor], paths: dict[str, torch.Tensor]) -> torch.Tensor:
+            return training_rates(objective_name, cplx(p["P"]), cplx(p["C"]), paths, curious).sum(-1)
 
-            # the draws' path tensors go in as the ascent's context (inputs of a traced step, not constants)
-            best, _ = unrolled_ascent(objective, project, start, self.refine_steps, self.refine_lr, context=pth)
-            best = {k: torch.where(ok.reshape(-1, 1, 1, 1, 1), v, original[k]) for k, v in best.items()}
-        return {k: v.to(dt) for k, v in best.items()}
+        return {"start": start, "project": project, "objective": objective, "context": pth, "ok": ok}
 
     def _receive_start(self, x: torch.Tensor, dt: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """UT k's eigenvectors of R~_UT,k (19)-(20) from the sin(AoA) and power features, by subspace iteration

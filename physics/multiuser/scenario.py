@@ -19,7 +19,7 @@ from physics.checks import (
     check_real,
 )
 from physics.multiuser.channel import beam_powers_from_paths, path_tensors
-from physics.multiuser.design_space import MultiUserDesignSpace, _check_refine_steps
+from physics.multiuser.design_space import MultiUserDesignSpace
 from physics.multiuser.designs import (
     algorithm1_from_powers,
     apply_budget,
@@ -90,11 +90,8 @@ class MultiUserScenario(Scenario):
                  separated_gap_range: tuple[float, float] = (0.16, 0.26), p_overlapping: float = 0.5,
                  snr_db_range: tuple[float, float] = (0.0, 20.0), path_power_spread_db: float = 15.0,
                  shared_paths: int = 0, rho_range: tuple[float, float] = (0.8, 1.0),
-                 overlap_threshold_db: float = -20.0, receive_start: str = "identity", refine_steps: int = 0,
-                 refine_lr: float = 0.03):
+                 overlap_threshold_db: float = -20.0, receive_start: str = "identity"):
         self.M, self.K, self.N_k = check_int("M", M), check_int("K", K), check_int("N_k", N_k)
-        self.refine_steps = _check_refine_steps(refine_steps)
-        self.refine_lr = check_real("refine_lr", refine_lr, low=0.0, low_inclusive=False)
         self.receive_start = check_choice("receive_start", receive_start, MultiUserDesignSpace.RECEIVE_STARTS)
         self.N_P, self.M_e, self.N_e = check_int("N_P", N_P), check_int("M_e", M_e), check_int("N_e", N_e)
         if self.N_e > self.N_k:
@@ -149,11 +146,9 @@ class MultiUserScenario(Scenario):
 
     _INIT_KEYS = ("M", "K", "N_k", "N_P", "M_e", "N_e", "objective", "budget", "spread", "overlapping_gap_range",
                   "separated_gap_range", "p_overlapping", "snr_db_range", "path_power_spread_db", "shared_paths",
-                  "rho_range", "overlap_threshold_db", "receive_start", "refine_steps", "refine_lr")
-    # the refinement runs only in evaluation: a checkpoint may be evaluated with other values (Scenario contract)
-    evaluation_only = ("refine_steps", "refine_lr")
+                  "rho_range", "overlap_threshold_db", "receive_start")
     # keys added later: older descriptions load with the default
-    _DEFAULTS = {"receive_start": "identity", "refine_steps": 0, "refine_lr": 0.03}
+    _DEFAULTS = {"receive_start": "identity"}
 
     @classmethod
     def from_description(cls, desc: dict[str, Any]) -> MultiUserScenario:
@@ -197,7 +192,6 @@ class MultiUserScenario(Scenario):
             "shared_paths": self.shared_paths, "rho_range": list(self.rho_range),
             "overlap_threshold_db": self.overlap_threshold_db,
             **({"receive_start": self.receive_start} if self.receive_start != "identity" else {}),
-            **({"refine_steps": self.refine_steps, "refine_lr": self.refine_lr} if self.refine_steps else {}),
             "feature_names": list(self.feature_names), "feature_units": list(self.feature_units),
             "outputs": {"P": [self.K, self.M, self.M_e, 2], "C": [self.K, self.N_k, self.N_e, 2]},
             "output_meaning": {"P": "beam-domain precoders P~_k = A_BS^H P_k (real, imag last), budget applied",
@@ -304,9 +298,8 @@ class MultiUserScenario(Scenario):
 
     def design_space(self) -> MultiUserDesignSpace:
         return MultiUserDesignSpace(self.M, self.K, self.N_k, self.N_P, self.M_e, self.N_e, self.budget_value,
-                                    self.receive_start, refine_steps=self.refine_steps, refine_lr=self.refine_lr,
-                                    objective=self.objective, shared_paths=self.shared_paths,
-                                    curious=self.curious())
+                                    self.receive_start, objective=self.objective,
+                                    shared_paths=self.shared_paths, curious=self.curious())
 
     # -- physics ----------------------------------------------------------------------------
     def _checked(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:

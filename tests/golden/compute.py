@@ -15,9 +15,9 @@ Rules of this file (so that it runs unchanged before and after the refactor):
   (``physics.irs``, ``physics.nearfield``, ``physics.multiuser`` become packages that re-export them).
 * Where the new path is not known yet, the old-path call sits in one function per output, named for what it
   holds, so it can be re-pointed later:
-    - key agreement (``keygen/agree.py`` today, ``python train.py agree`` to come):
+    - key agreement (recorded with ``keygen/agree.py``, now ``python train.py agree``):
       :func:`agreement_report_irs`, :func:`agreement_report_nearfield`, :func:`agreement_report_multiuser`,
-      :func:`agreement_report_kgnet` (all through :func:`_old_agree`);
+      :func:`agreement_report_kgnet` (all through :func:`_agree`);
     - the multi-user refinement setting, a scenario argument today (``refine_steps``) and a model component to
       come: :func:`export_overrides`.
 * Scenarios, modules and data modules are built by the same ``train.main`` the command line uses, from the
@@ -236,28 +236,19 @@ def _fixed_draws(scenario, n: int = N_DRAWS):
 
 def _scenario_base():
     """The scenario contract's base class: ``physics.scenario`` (new) or ``physics.scenarios`` (old)."""
-    try:
-        from physics.scenario import Scenario
-    except ImportError:
-        from physics.scenarios import Scenario
+    from physics.scenario import Scenario
     return Scenario
 
 
 def _total_skr():
     """``total_skr`` (per-user rates summed): ``physics.scenario`` (new) or ``physics.scenarios`` (old)."""
-    try:
-        from physics.scenario import total_skr
-    except ImportError:
-        from physics.scenarios import total_skr
+    from physics.scenario import total_skr
     return total_skr
 
 
 def _irs_scenario_class():
     """``IRSScenario``: ``physics.irs`` (new package) or ``physics.scenarios`` (old)."""
-    try:
-        from physics.irs import IRSScenario
-    except ImportError:
-        from physics.scenarios import IRSScenario
+    from physics.irs import IRSScenario
     return IRSScenario
 
 
@@ -463,7 +454,7 @@ def fit_metrics(name: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# 5. key agreement reports (old path: keygen/agree.py; to be re-pointed to `train.py agree`)
+# 5. key agreement reports (recorded with keygen/agree.py; computed with `train.py agree`)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -482,34 +473,39 @@ def _clean_report(obj, scratch: str | None = None):
     return walk(json.loads(json.dumps(obj, default=float)))
 
 
-def _old_agree(system_name: str, settings: dict[str, Any], **system_kw) -> dict[str, Any]:
-    """OLD PATH: ``keygen.agree.make_system`` + ``run_agreement`` (``run_multiuser_agreement`` for all UTs of the
-    multi-user system, as ``python -m keygen.agree --system multiuser`` does by default)."""
-    from keygen.agree import make_system, run_agreement, run_multiuser_agreement
-
-    system = make_system(system_name, **system_kw)
-    if system_name == "multiuser":
-        return run_multiuser_agreement(system, **settings)
-    return run_agreement(system, **settings)
+def _agree(config: str, settings: dict[str, Any], *flags: str) -> dict[str, Any]:
+    """``python train.py agree --config <config> ...`` through ``train.main`` (the command line's entry point), its
+    ``--json`` report read back. The reports were recorded with ``keygen.agree`` before key agreement moved to the
+    top floor; ``flags`` state the old command's defaults where a config's differ."""
+    with _scratch_dir() as scratch:
+        out = scratch / "report.json"
+        args = ["agree", "--config", config, "--probes", str(settings["probes"]),
+                "--calibration_probes", str(settings["calibration_probes"]), "--seed", str(settings["seed"]),
+                "--progress", "false", "--json", str(out), *flags]
+        _quiet_main(args)
+        return json.loads(out.read_text())
 
 
 def agreement_report_irs() -> dict[str, Any]:
-    """IRS system (001 case 2 bound), its default design ``water_filling``. OLD PATH (keygen.agree)."""
+    """IRS system with the 001 case 2 bound (``irs_case2.yaml``), design ``water_filling``."""
     with _one_thread():
-        return _clean_report(_old_agree("irs", AGREE_SETTINGS["irs"], design="water_filling"))
+        return _clean_report(_agree(config_path("pkgnet", "irs_case2"), AGREE_SETTINGS["irs"],
+                                    "--design", "water_filling"))
 
 
 def agreement_report_nearfield() -> dict[str, Any]:
-    """Near-field system at 004 Fig. 3's point, its default design ``optimal_beam``. OLD PATH (keygen.agree)."""
+    """Near-field system at 004 Fig. 3's point (``nearfield.yaml``), design ``optimal_beam``."""
     with _one_thread():
-        return _clean_report(_old_agree("nearfield", AGREE_SETTINGS["nearfield"], design="optimal_beam"))
+        return _clean_report(_agree(config_path("pkgnet", "nearfield"), AGREE_SETTINGS["nearfield"],
+                                    "--design", "optimal_beam"))
 
 
 def agreement_report_multiuser() -> dict[str, Any]:
-    """Multi-user system, its default design ``beam_selection`` and default sizes (M = 128, K = 6: ~1 s), all UTs.
-    OLD PATH (keygen.agree)."""
+    """Multi-user system (``multiuser.yaml``: M = 128, K = 6), design ``beam_selection``, all UTs, at the old
+    command's 20 dB point (the scenario's ``point()`` default is 10 dB)."""
     with _one_thread():
-        return _clean_report(_old_agree("multiuser", AGREE_SETTINGS["multiuser"], design="beam_selection"))
+        return _clean_report(_agree(config_path("pkgnet", "multiuser"), AGREE_SETTINGS["multiuser"],
+                                    "--design", "beam_selection", "--point", '{"snr_db": 20}'))
 
 
 def kgnet_fit_args(scratch: Path) -> list[str]:
@@ -525,14 +521,15 @@ def kgnet_fit_args(scratch: Path) -> list[str]:
 
 def agreement_report_kgnet() -> dict[str, Any]:
     """KGNet system on a synthetic file, with a KGNet trained by :func:`kgnet_fit_args` (through ``train.main``).
-    Also returns that fit's validation metrics. OLD PATH (keygen.agree) for the agreement."""
+    Also returns that fit's validation metrics."""
     with _one_thread(), _deterministic_state_kept(), _scratch_dir() as scratch:
         cli = _quiet_main(kgnet_fit_args(scratch))
         metrics = {k: float(v) for k, v in sorted(cli.trainer.callback_metrics.items())
                    if getattr(v, "numel", lambda: 1)() == 1}
         ckpt = cli.trainer.checkpoint_callback.last_model_path
-        report = _old_agree("kgnet", AGREE_SETTINGS["kgnet"], data=str(scratch / "room.h5"), checkpoint=ckpt,
-                            mapping="kgnet")
+        report = _agree(config_path("kgnet", "kgnet"), AGREE_SETTINGS["kgnet"], "--ckpt_path", str(Path(ckpt).resolve()),
+                        f"--data.init_args.h5_path={scratch}/room.h5",
+                        f"--data.init_args.synthetic_users={KGNET_USERS}")
         report = _clean_report(report, str(scratch))
     return {"fit_metrics": metrics, "report": report}
 
@@ -543,10 +540,10 @@ def agreement_report_kgnet() -> dict[str, Any]:
 
 
 def export_overrides(name: str) -> list[str]:
-    """CLI flags that make an export quick. OLD PATH: the multi-user refinement steps are a scenario argument
-    today; after the refactor they belong to the model's refinement component (re-point this flag there)."""
+    """CLI flags that make an export quick: 2 multi-user refinement steps (recorded when they were the scenario's
+    ``refine_steps``; now the model's refinement component, the same steps)."""
     if name == "multiuser":
-        return ["--model.init_args.scenario.init_args.refine_steps=2"]
+        return ["--model.init_args.refinement.init_args.steps=2"]
     return []
 
 

@@ -313,10 +313,46 @@ def test_nearfield_plugs_in(tmp_path, train_main):
     assert r["final_key_agreement"] == 1.0 and 0 < r["secret_bits_per_probe"] < r["skr_bound_bits"]
     out = tmp_path / "nf.json"
     train_main(["agree", "--config", NEARFIELD, *QUIET, "--design", "mrc", "--probes", "2000",
-                "--calibration_probes", "4000", "--point", '{"P_t_dbm": 20}', "--progress", "false",
-                "--json", str(out)])
+                "--calibration_probes", "4000", "--point", '{"P_t_dbm": 20}', "--block_bits", "4096",
+                "--progress", "false", "--json", str(out)])
     rep = json.loads(out.read_text())
     assert rep["design"] == "mrc" and rep["system"]["point"]["P_t_dbm"] == [20.0]
+    assert rep["reconciliation"]["frame_bits"] == 4096  # (Eve near Bob sees the MRC beam: every frame refused)
+
+
+# ---------------------------------------------------------------------------------------------
+# a PKG-Net checkpoint of the near-field and the multi-user config (untrained weights: the plumbing)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, over, flags", [
+    ("nearfield", {}, ["--block_bits", "4096"]),
+    ("multiuser", {"M": 32, "K": 3}, [*MU_SMALL_FLAGS, "--point", '{"snr_db": 20}']),
+])
+def test_pkgnet_checkpoint_of_the_config(tmp_path, train_main, name, over, flags):
+    """A checkpoint of the config's PKG-Net (its record: the config's scenario) is read with weights_only, its net
+    (with the multi-user refinement steps of the config) gives the design, and the report names the checkpoint."""
+    torch = pytest.importorskip("torch")
+    import yaml
+
+    from models.pkgnet import PKGNet, PKGNetModule
+    from physics.multiuser import MultiUserScenario
+    from physics.nearfield import NearFieldScenario
+
+    config = REPO / "configs" / "pkgnet" / f"{name}.yaml"
+    init = yaml.safe_load(config.read_text())["model"]["init_args"]["scenario"]["init_args"]
+    init = {k: tuple(v) if isinstance(v, list) else v for k, v in {**init, **over}.items()}
+    torch.manual_seed(0)
+    module = PKGNetModule((NearFieldScenario if name == "nearfield" else MultiUserScenario)(**init), PKGNet([16]))
+    ckpt = tmp_path / f"{name}.ckpt"
+    torch.save({"state_dict": module.state_dict(), "phykey": module.checkpoint_record()}, ckpt)
+    out = tmp_path / f"{name}.json"
+    train_main(["agree", "--config", str(config), *QUIET, "--model.init_args.net.init_args.hidden=[16]", *flags,
+                "--ckpt_path", str(ckpt), "--probes", "2000", "--calibration_probes", "2000", "--progress", "false",
+                "--json", str(out)])
+    rep = json.loads(out.read_text())
+    assert rep["design"] == "pkgnet" and rep["system"]["checkpoint"] == str(ckpt)
+    assert rep["system"]["export"] is None and rep["reconciliation"]["frames"] >= 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,8 +410,9 @@ def test_multiuser_cli_all_users_json(tmp_path, capsys, train_main):
     train_main([*base, "--design", "beam_selection", "--probes", "1500", "--calibration_probes", "1500",
                 "--json", str(out)])
     rep = json.loads(out.read_text())
-    for key in REQUIRED:
-        assert key in rep
+    for key in REQUIRED:  # the totals; entropy budgets are per UT
+        assert key in rep or key == "entropy_budget"
+        assert all(key in r for r in rep["per_user"])
     assert rep["design"] == "beam_selection" and len(rep["per_user"]) == 3 and rep["users"] == [0, 1, 2]
     per = rep["per_user"]
     assert rep["secret_bits_per_probe"] == pytest.approx(sum(r["secret_bits_per_probe"] for r in per))

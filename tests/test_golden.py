@@ -4,7 +4,7 @@ Each test recomputes one group of outputs with the code under test (``tests/gold
 functions that recorded ``tests/golden/golden_v1.json`` from commit 9d24b02) and compares:
 
 * integers, strings, booleans, names, shapes and key sets: exactly (``==``);
-* float64 closed forms (SKRs of scenarios, baselines and the DESIGN.md section 4 functions, features, the
+* float64 closed forms (SKRs of scenarios, baselines and the docs/architecture.md section 4 functions, features, the
   key-agreement report's bounds and ratios): rel/abs 1e-12 -- the same arithmetic, moved, gives the same bits;
   1e-12 only leaves room for a harmless reassociation (a sum or a log-det written in another order: ~1e-15);
 * the other tolerances are stated, with their reason, where they are used (:data:`TOLERANCES`).
@@ -204,7 +204,7 @@ def test_scenario_baselines_skr_and_features(name):
 
 
 # --------------------------------------------------------------------------------------------
-# 2. DESIGN.md section 4 public functions
+# 2. docs/architecture.md section 4 public functions
 # --------------------------------------------------------------------------------------------
 
 

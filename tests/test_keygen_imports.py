@@ -1,4 +1,4 @@
-"""keygen/ is numpy/scipy only and imports nothing of the project outside keygen/ (DESIGN.md section 2).
+"""keygen/ is numpy/scipy only and imports nothing of the project outside keygen/ (docs/architecture.md section 2).
 
 Every import statement of every keygen module is read from its syntax tree, those inside functions included,
 so an import moved into a function body to dodge the rule still fails here. Allowed: the standard library,

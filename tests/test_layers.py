@@ -174,7 +174,7 @@ def test_the_checker_catches_what_it_should(tmp_path):
     assert {"physics.optim", "keygen.privacy", "physics.units"} <= got
 
 
-#: DESIGN.md section 2: "No module over ~600 lines" in physics/. Checked for every library package; the NIST
+#: docs/architecture.md section 2: "no module over ~600 lines" in physics/. Checked for every library package; the NIST
 #: SP 800-22 suite (keygen/randomness.py, one test per section of the document) is the one file allowed more.
 MAX_LINES = 620
 LONGER_ALLOWED = {"keygen.randomness": 800}

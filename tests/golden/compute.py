@@ -11,7 +11,7 @@ Rules of this file (so that it runs unchanged before and after the refactor):
 * Every import of the project sits inside the function that needs it. Where a module moves, the import is a
   small ``try: <new path> except ImportError: <old path>`` adapter: :func:`_scenario_base` and
   :func:`_total_skr` (``physics.scenario`` / ``physics.scenarios``), :func:`_irs_scenario_class`
-  (``physics.irs`` / ``physics.scenarios``). The DESIGN.md section 4 names keep their module paths
+  (``physics.irs`` / ``physics.scenarios``). The docs/architecture.md section 4 names keep their module paths
   (``physics.irs``, ``physics.nearfield``, ``physics.multiuser`` become packages that re-export them).
 * Where the new path is not known yet, the old-path call sits in one function per output, named for what it
   holds, so it can be re-pointed later:
@@ -289,7 +289,7 @@ def scenario_skr(name: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# 2. DESIGN.md section 4 public functions on small fixed inputs
+# 2. docs/architecture.md section 4 public functions on small fixed inputs
 # ---------------------------------------------------------------------------------------------
 
 
@@ -329,7 +329,7 @@ def _irs_inputs():
 
 
 def physics_api_irs() -> dict[str, Any]:
-    """``physics.irs.skr_case1 / skr_case2 / water_filling`` (DESIGN.md section 4) on :func:`_irs_inputs`.
+    """``physics.irs.skr_case1 / skr_case2 / water_filling`` (docs/architecture.md section 4) on :func:`_irs_inputs`.
     Water-filling precoders are stored as P P^H (invariant to the eigenvectors' phases) and by their SKR with
     equal IRS phases."""
     import torch

@@ -13,16 +13,42 @@ Hermitian PSD Lambda) live with the physics and call these helpers for their gen
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import numbers
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 
 __all__ = [
-    "as_real", "as_tensor", "check_broadcast", "check_choice", "check_finite", "check_flag", "check_hermitian",
+    "as_real", "as_tensor", "check_broadcast", "trusted_inputs", "value_checks_on",
+    "check_choice", "check_finite", "check_flag", "check_hermitian",
     "check_int", "check_range", "check_real", "check_semi_unitary", "check_shape", "is_real_scalar", "short",
 ]
+
+
+_VALUE_CHECKS = contextvars.ContextVar("phykey_value_checks", default=True)
+
+
+def value_checks_on() -> bool:
+    """False inside :func:`trusted_inputs`: the checks that read tensor values back to the host are skipped."""
+    return _VALUE_CHECKS.get()
+
+
+@contextlib.contextmanager
+def trusted_inputs() -> Iterator[None]:
+    """Skip the data-dependent checks (finiteness, ranges, unit modulus, pilot power, budgets: each reads tensor
+    values back to the host, one synchronisation per call on a GPU) inside this block. For inputs that are valid
+    by construction: a training step's draws come from the scenario's own ``sample`` and its design from the
+    design space's projection (``losses.skr.NegativeMeanSKR`` uses it). Shape and type checks still run, and
+    every public function checks values as usual outside the block."""
+    token = _VALUE_CHECKS.set(False)
+    try:
+        yield
+    finally:
+        _VALUE_CHECKS.reset(token)
 
 
 def short(x) -> str:
@@ -193,7 +219,9 @@ def as_tensor(name: str, X) -> torch.Tensor:
 
 def check_finite(name: str, t: torch.Tensor, *, positive: bool = False, nonneg: bool = False) -> None:
     """Refuse ``t`` (real or complex) unless every entry is finite (and > 0 / >= 0 when asked); the message
-    shows the first non-finite entry or the smallest value."""
+    shows the first non-finite entry or the smallest value. Skipped inside :func:`trusted_inputs`."""
+    if not value_checks_on():
+        return
     if not torch.all(torch.isfinite(t)):
         bad = t[~torch.isfinite(t)].reshape(-1)[0].item()
         raise ValueError(f"{name} must be finite, got {bad}")
@@ -225,6 +253,8 @@ def check_hermitian(name: str, X: torch.Tensor, tol: float, symbol: str, word: s
     """Refuse ``X [..., D, D]`` unless max |X - X^H| <= ``tol`` max |X| for every matrix; returns max |X| per
     matrix (the scale the callers' other relative checks use)."""
     scale = X.abs().amax((-1, -2)).clamp_min(1e-300)
+    if not value_checks_on():
+        return scale
     asym = (X - X.mH).abs().amax((-1, -2)) / scale
     if torch.any(asym > tol):
         raise ValueError(f"{name} must be {word}, got max |{symbol} - {symbol}^{adjoint}| / max |{symbol}| = "
@@ -237,7 +267,7 @@ def check_semi_unitary(name: str, U: torch.Tensor, tol: float = 1e-6) -> None:
     if U.ndim < 2 or U.shape[-1] > U.shape[-2] or U.shape[-1] == 0:
         raise ValueError(f"{name} must be tall [..., D, n] with 1 <= n <= D, got shape {tuple(U.shape)}")
     check_finite(name, U)
-    if U.numel() == 0:  # an empty batch: nothing to check, the rate is empty too
+    if U.numel() == 0 or not value_checks_on():  # an empty batch: nothing to check, the rate is empty too
         return
     eye = torch.eye(U.shape[-1], dtype=U.dtype, device=U.device)
     err = (U.mH @ U - eye).abs().amax().item()

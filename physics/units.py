@@ -10,6 +10,8 @@ import math
 
 import torch
 
+from physics.checks import value_checks_on
+
 SPEED_OF_LIGHT_M_S = 299_792_458.0
 THERMAL_NOISE_DBM_PER_HZ = -174.0  # 001 Sec. VII-A
 LN2 = math.log(2.0)  # nats per bit
@@ -48,7 +50,7 @@ def noise_power_w(bandwidth_hz, noise_figure_db=0.0, psd_dbm_per_hz=THERMAL_NOIS
     With W = 20 MHz and NF = 10 dB this is -91.0 dBm = 7.96e-13 W.
     """
     bandwidth_hz = as_float64(bandwidth_hz)
-    if torch.any(bandwidth_hz <= 0) or not torch.all(torch.isfinite(bandwidth_hz)):
+    if value_checks_on() and (torch.any(bandwidth_hz <= 0) or not torch.all(torch.isfinite(bandwidth_hz))):
         raise ValueError(f"bandwidth_hz must be finite and > 0, got {bandwidth_hz.tolist()}")
     return dbm_to_w(psd_dbm_per_hz + linear_to_db(bandwidth_hz) + as_float64(noise_figure_db))
 
@@ -59,7 +61,7 @@ def path_loss_linear(distance_m, beta0_db, exponent, reference_m: float = 1.0) -
     Returns the linear gain (<= 1 beyond the reference distance).
     """
     d = as_float64(distance_m)
-    if torch.any(d <= 0) or not torch.all(torch.isfinite(d)):
+    if value_checks_on() and (torch.any(d <= 0) or not torch.all(torch.isfinite(d))):
         raise ValueError(f"distance_m must be finite and > 0, got min {d.min().item()}")
     return db_to_linear(as_float64(beta0_db) - 10.0 * as_float64(exponent) * torch.log10(d / reference_m))
 
@@ -67,6 +69,6 @@ def path_loss_linear(distance_m, beta0_db, exponent, reference_m: float = 1.0) -
 def wavelength_m(carrier_hz) -> torch.Tensor:
     """lambda = c / f."""
     f = as_float64(carrier_hz)
-    if torch.any(f <= 0):
+    if value_checks_on() and torch.any(f <= 0):
         raise ValueError(f"carrier_hz must be > 0, got {f.tolist()}")
     return SPEED_OF_LIGHT_M_S / f

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import torch
 
+from physics.checks import value_checks_on
 from physics.gaussian import logdet_hpd
 from physics.irs.stats import IRSStats
 from physics.units import LN2
@@ -48,6 +49,8 @@ def check_unit_modulus(theta: torch.Tensor, tol: float = THETA_MODULUS_TOL) -> N
     if not isinstance(theta, torch.Tensor) or not theta.is_complex():
         kind = f"tensor {theta.dtype}" if isinstance(theta, torch.Tensor) else type(theta).__name__
         raise ValueError(f"theta must be a complex tensor of unit-modulus IRS coefficients, got {kind}")
+    if not value_checks_on():
+        return
     dev = (theta.detach().abs() - 1).abs()
     if bool((dev > tol).any()):
         raise ValueError(f"theta must be unit-modulus (| |theta| - 1 | <= {tol}), got |theta| off by up to "

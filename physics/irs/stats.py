@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields, replace
 import torch
 
 from physics.arrays import bs_correlation, irs_correlation
-from physics.checks import as_real, check_finite, check_int, check_real
+from physics.checks import as_real, check_finite, check_int, check_real, value_checks_on
 from physics.correlation import bob_eve_correlation
 from physics.units import as_float64, dbm_to_w, noise_power_w, path_loss_linear
 
@@ -63,7 +63,7 @@ class IRSStats:
         if self.has_eve:
             check_finite("beta_h_eve", self.beta_h_eve, positive=True)
             check_finite("beta_f_eve", self.beta_f_eve, positive=True)
-            if not torch.all(torch.isfinite(self.rho)) or torch.any(self.rho.abs() > 1):
+            if value_checks_on() and (not torch.all(torch.isfinite(self.rho)) or torch.any(self.rho.abs() > 1)):
                 raise ValueError(f"rho must lie in [-1, 1], got max |rho| {self.rho.abs().max().item()}")
 
     # -- shape helpers ---------------------------------------------------------------------
@@ -211,7 +211,7 @@ def irs_stats_from_geometry(
     bob = as_real("bob_m", bob_m)
     _check_positions("bob_m", bob)
     eta = as_real("eta", eta)
-    if not torch.all(torch.isfinite(eta)) or torch.any(eta < 0) or torch.any(eta >= 1):
+    if value_checks_on() and (not torch.all(torch.isfinite(eta)) or torch.any(eta < 0) or torch.any(eta >= 1)):
         raise ValueError(f"eta must be finite and in [0, 1), got {eta.flatten()[:4].tolist()}")
     kappa = as_real("kappa", kappa)
     check_finite("kappa", kappa, nonneg=True)

@@ -1,0 +1,602 @@
+"""Irregular LDPC syndrome codes near capacity: degree distributions, PEG construction, check splitting.
+
+* :class:`DegreeDistribution` -- edge-perspective variable/check degree distributions
+  ``lambda(x) = sum lambda_d x^(d-1)``, ``rho(x) = sum rho_d x^(d-1)``, their design rate
+  ``1 - int rho / int lambda`` and the node degree sequence for a frame of ``n`` bits.
+* :data:`RSU_RATE_HALF` -- published density-evolution-optimised distributions of rate 1/2 for the
+  binary-input AWGN channel, from Richardson, Shokrollahi, Urbanke, "Design of capacity-approaching
+  irregular low-density parity-check codes", IEEE Trans. IT 47(2), 619-637, 2001 (Table I for
+  maximum variable degree 4, 5, 8; Table II for 20), with their published thresholds ``sigma*``.
+* :func:`design_distribution` -- a variable-degree distribution for *any* rate and *any* binary-input
+  symmetric channel given as a mixture of BSCs (the exact slice channels of :mod:`keygen.slicing`),
+  by the EXIT-chart linear program of ten Brink, Kramer, Ashikhmin ("Design of low-density
+  parity-check codes for modulation and detection", IEEE Trans. Commun. 52(4), 2004): with a
+  concentrated check distribution (Chung, Forney, Richardson, Urbanke, IEEE Commun. Lett. 5(2), 2001)
+  it maximises the smallest opening of the decoding tunnel at the exact rate, under the stability
+  condition ``lambda_2 rho'(1) < 1/B`` (B the channel's Bhattacharyya parameter; Richardson,
+  Shokrollahi, Urbanke 2001). The variable-node curve is computed exactly for the mixture channel
+  (Gauss-Hermite quadrature over Gaussian a-priori messages); the check-node curve uses the duality
+  approximation ``I_E,C = 1 - J(sqrt(d_c - 1) J^-1(1 - I_A))``. :func:`exit_threshold_biawgn`
+  checks the machinery: it reproduces the published thresholds of :data:`RSU_RATE_HALF` to within
+  about 1 % in ``sigma`` (tests).
+* :func:`peg_parity_check_matrix` -- progressive edge growth (Hu, Eleftheriou, Arnold, "Regular and
+  irregular progressive edge-growth Tanner graphs", IEEE Trans. IT 51(1), 2005), depth-limited for
+  speed: variable nodes in non-decreasing degree order, each edge to a lowest-degree check outside
+  the node's depth-``(girth/2 - 1)`` neighbourhood, so no cycle shorter than ``girth`` (6 or 8) is
+  ever closed; when no such check exists the shortest-cycle rule is relaxed and the count reported.
+  :func:`count_four_cycles` counts pairs of columns sharing more than one row.
+* :func:`split_checks` -- incremental redundancy for syndrome coding: a check of degree ``d`` is
+  split into two of degrees ``ceil(d/2)``, ``floor(d/2)``; Alice sends the syndrome bit of the new
+  half (one disclosed bit per split), Bob recovers the other by XOR with the old bit. Splitting
+  closes no cycle, keeps the variable degrees and lowers the code rate a little per bit sent.
+
+numpy/scipy only (``scipy.optimize.linprog`` for the design).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import linprog
+
+__all__ = [
+    "RSU_RATE_HALF",
+    "DegreeDistribution",
+    "biawgn_mixture",
+    "count_four_cycles",
+    "design_distribution",
+    "exit_converges",
+    "exit_threshold_biawgn",
+    "peg_parity_check_matrix",
+    "split_checks",
+    "syndrome_bp",
+]
+
+_LN2 = math.log(2.0)
+
+
+def _check_int(value, name: str, low: int, high: int | None = None) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < low or (
+            high is not None and value > high):
+        rng = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+        raise ValueError(f"{name} = {value!r} is not allowed; it must be {rng}")
+    return int(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# degree distributions
+# ---------------------------------------------------------------------------------------------
+
+
+def concentrated_check(avg_degree: float) -> dict[int, float]:
+    """Edge-perspective check distribution on ``floor(a)``, ``floor(a)+1`` with node-average degree ``a``."""
+    a = float(avg_degree)
+    d = int(math.floor(a))
+    if d < 2:
+        raise ValueError(f"average check degree = {a} is not allowed; it must be >= 2")
+    r = d * (d + 1 - a) / a  # edge fraction on degree d (Chung et al. 2001)
+    out = {d: r, d + 1: 1.0 - r}
+    return {k: v for k, v in out.items() if v > 1e-12}
+
+
+@dataclass(frozen=True)
+class DegreeDistribution:
+    """Edge-perspective degree distributions of an LDPC ensemble.
+
+    Attributes:
+        variable: ``{degree: lambda_d}`` (fraction of edges attached to variable nodes of that degree).
+        check: ``{degree: rho_d}``.
+        source: where the table comes from (publication, or the design method and its inputs).
+        threshold_sigma: published BIAWGN threshold (noise standard deviation), where known.
+        margin: for designed distributions, the smallest relative opening of the EXIT tunnel on the
+            design channel (``> 0``: decoding converges asymptotically).
+    """
+
+    variable: dict[int, float]
+    check: dict[int, float]
+    source: str = ""
+    threshold_sigma: float | None = None
+    margin: float | None = None
+
+    def __post_init__(self):
+        for name, dist in (("variable", self.variable), ("check", self.check)):
+            if not dist or any((not isinstance(d, numbers.Integral)) or d < 1 or w < 0 for d, w in dist.items()):
+                raise ValueError(f"{name} distribution {dist!r} is not allowed; it needs degrees >= 1 and "
+                                 "non-negative fractions")
+            if abs(sum(dist.values()) - 1.0) > 1e-3:
+                raise ValueError(f"{name} distribution sums to {sum(dist.values())}; it must sum to 1")
+
+    @property
+    def design_rate(self) -> float:
+        """``1 - (sum rho_d / d) / (sum lambda_d / d)``."""
+        return 1.0 - sum(w / d for d, w in self.check.items()) / sum(w / d for d, w in self.variable.items())
+
+    def variable_node_fractions(self) -> dict[int, float]:
+        """Node perspective: fraction of variable nodes of each degree, ``(lambda_d/d) / sum(lambda_j/j)``."""
+        tot = sum(w / d for d, w in self.variable.items())
+        return {d: (w / d) / tot for d, w in sorted(self.variable.items())}
+
+    def variable_degrees(self, n: int) -> np.ndarray:
+        """Degree of each of ``n`` variable nodes (largest-remainder rounding of the node fractions), sorted."""
+        n = _check_int(n, "n", 1)
+        fr = self.variable_node_fractions()
+        degs = np.array(list(fr), dtype=np.int64)
+        exact = np.array([fr[d] for d in degs]) * n
+        cnt = np.floor(exact).astype(np.int64)
+        short = n - int(cnt.sum())
+        if short > 0:
+            cnt[np.argsort(-(exact - cnt), kind="stable")[:short]] += 1
+        return np.repeat(degs, cnt)
+
+
+def _rsu(variable, check, sigma, table) -> DegreeDistribution:
+    return DegreeDistribution(variable, check, source=f"Richardson, Shokrollahi, Urbanke, IEEE Trans. IT 47(2), "
+                              f"2001, {table}: rate 1/2, BIAWGN, max variable degree {max(variable)}",
+                              threshold_sigma=sigma)
+
+
+RSU_RATE_HALF: dict[int, DegreeDistribution] = {
+    4: _rsu({2: 0.38354, 3: 0.04237, 4: 0.57409}, {5: 0.24123, 6: 0.75877}, 0.9114, "Table I"),
+    5: _rsu({2: 0.32660, 3: 0.11960, 4: 0.18393, 5: 0.36988}, {6: 0.78555, 7: 0.21445}, 0.9194, "Table I"),
+    8: _rsu({2: 0.30013, 3: 0.28395, 8: 0.41592}, {6: 0.22919, 7: 0.77081}, 0.9497, "Table I"),
+    20: _rsu({2: 0.21991, 3: 0.23328, 4: 0.02058, 6: 0.08543, 7: 0.06540, 8: 0.04767, 9: 0.01912,
+              19: 0.08064, 20: 0.22798}, {8: 0.64854, 9: 0.34747, 10: 0.00399}, 0.9669, "Table II"),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# EXIT machinery for mixtures of BSCs
+# ---------------------------------------------------------------------------------------------
+
+_GH_X, _GH_W = np.polynomial.hermite.hermgauss(64)
+_GH_W = _GH_W / math.sqrt(math.pi)
+_MU_GRID = np.concatenate([[0.0], np.logspace(-4, 3.3, 200)])
+_BINS = 160  # BSC-mixture points kept for EXIT computations (merged at equal h(p), entropy preserved)
+
+
+def _softplus2(z: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, z) / _LN2
+
+
+def _f_of_mu(a: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``F(mu) = I(S; L_ch + G)``, ``G ~ N(mu, 2 mu)``, for the BSC mixture ``(|LLR| a, p, weight w)``, on ``_MU_GRID``."""
+    g = _MU_GRID[:, None] + 2.0 * np.sqrt(_MU_GRID)[:, None] * _GH_X[None, :]  # nodes of N(mu, 2 mu), [M, G]
+    out = np.empty(_MU_GRID.size)
+    step = max(1, 200_000 // max(1, a.size * _GH_X.size))
+    for i in range(0, _MU_GRID.size, step):
+        gg = g[i:i + step, None, :]
+        plus = _softplus2(-(a[None, :, None] + gg)) @ _GH_W  # [chunk, N]
+        minus = _softplus2(-(-a[None, :, None] + gg)) @ _GH_W
+        out[i:i + step] = 1.0 - ((1.0 - p) * plus + p * minus) @ w
+    return np.maximum.accumulate(np.clip(out, 0.0, 1.0))
+
+
+_J_TABLE = _f_of_mu(np.zeros(1), np.full(1, 0.5), np.ones(1))  # J as a function of mu = sigma^2/2
+
+
+def _J_of_mu(mu: np.ndarray) -> np.ndarray:
+    return np.interp(np.log1p(mu), np.log1p(_MU_GRID), _J_TABLE)
+
+
+def _Jinv_mu(i: np.ndarray) -> np.ndarray:
+    """Inverse of ``J`` in terms of ``mu`` (``J(mu)`` strictly increasing on the grid)."""
+    jt, idx = np.unique(_J_TABLE, return_index=True)
+    return np.expm1(np.interp(np.clip(i, 0.0, jt[-1]), jt, np.log1p(_MU_GRID[idx])))
+
+
+def _h2(p: np.ndarray) -> np.ndarray:
+    pc = np.clip(p, 1e-300, 0.5)
+    return np.where(p > 0, -(pc * np.log2(pc) + (1 - pc) * np.log1p(-pc) / _LN2), 0.0)
+
+
+def _merge_bins(p: np.ndarray, w: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Merge BSC-mixture points into ``bins`` bins of equal width in ``|LLR|`` over ``[0, 40]`` (the last
+    bin open); each bin's crossover is the one whose entropy is the bin's weighted mean, so the
+    mixture's entropy is kept exactly."""
+    h = _h2(p)
+    a = np.log1p(-np.clip(p, 1e-300, 0.5)) - np.log(np.clip(p, 1e-300, 0.5))
+    idx = np.minimum((a * (bins - 1) / 40.0).astype(np.int64), bins - 1)
+    wb = np.bincount(idx, weights=w, minlength=bins)
+    hb = np.bincount(idx, weights=w * h, minlength=bins)
+    nz = wb > 0
+    target = np.clip(hb[nz] / wb[nz], 0.0, 1.0)
+    lo, hi = np.zeros_like(target), np.full_like(target, 0.5)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        below = _h2(mid) < target
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    return 0.5 * (lo + hi), wb[nz]
+
+
+class _Channel:
+    """A BSC mixture prepared for EXIT computations."""
+
+    def __init__(self, p, weight):
+        p = np.clip(np.asarray(p, dtype=np.float64), 0.0, 0.5)
+        w = np.asarray(weight, dtype=np.float64)
+        w = w / w.sum()
+        if p.size > _BINS:
+            p, w = _merge_bins(p, w, _BINS)
+        p = np.clip(p, 1e-300, 0.5)
+        self.p, self.w = p, w
+        self.a = np.log1p(-p) - np.log(p)
+        self.F = _f_of_mu(self.a, p, w)
+        self.bhattacharyya = float(w @ (2.0 * np.sqrt(p * (1.0 - p))))
+        self.capacity = float(self.F[0])
+
+    def vnd(self, deg: np.ndarray, i_a: np.ndarray) -> np.ndarray:
+        """``I_E,V`` for variable degree(s) ``deg`` (broadcast) at a-priori information ``i_a``."""
+        mu = (np.asarray(deg) - 1) * _Jinv_mu(np.asarray(i_a))
+        return np.interp(np.log1p(mu), np.log1p(_MU_GRID), self.F)
+
+
+def _cnd(i_a: np.ndarray, check: dict[int, float]) -> np.ndarray:
+    """Check-node EXIT curve (duality approximation), edge-averaged over the check distribution."""
+    mu_in = _Jinv_mu(1.0 - np.asarray(i_a))
+    return sum(r * (1.0 - _J_of_mu((d - 1) * mu_in)) for d, r in check.items())
+
+
+@lru_cache(maxsize=64)
+def _channel_cached(key: bytes, pbytes: bytes, wbytes: bytes) -> _Channel:
+    return _Channel(np.frombuffer(pbytes), np.frombuffer(wbytes))
+
+
+def _as_channel(channel) -> _Channel:
+    if isinstance(channel, _Channel):
+        return channel
+    try:
+        p, w = np.ascontiguousarray(channel.p, dtype=np.float64), np.ascontiguousarray(channel.weight, dtype=np.float64)
+    except AttributeError as exc:
+        raise ValueError(f"channel = {channel!r} is not allowed; it must have arrays .p (crossover "
+                         "probabilities in [0, 1/2]) and .weight (keygen.slicing.SliceChannel)") from exc
+    if p.ndim != 1 or p.shape != w.shape or p.size == 0 or np.any(~np.isfinite(p)) or np.any(p < 0) or np.any(
+            p > 0.5) or np.any(w < 0) or not w.sum() > 0:
+        raise ValueError("channel must have equal-length 1-D arrays p in [0, 1/2] and weight >= 0 (not all zero)")
+    return _channel_cached(b"", p.tobytes(), w.tobytes())
+
+
+@dataclass(frozen=True)
+class BSCMixture:
+    """A binary-input symmetric channel as a mixture of BSCs (same fields as ``keygen.slicing.SliceChannel``)."""
+
+    p: np.ndarray
+    weight: np.ndarray = field(repr=False)
+
+
+def biawgn_mixture(sigma: float, points: int = 601) -> BSCMixture:
+    """The BPSK/AWGN channel with noise standard deviation ``sigma`` as a mixture of BSCs (``|LLR| = 2|y|/sigma^2``)."""
+    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not 0 < sigma < 100:
+        raise ValueError(f"sigma = {sigma!r} is not allowed; it must be a number in (0, 100)")
+    y = np.linspace(1 - 12 * sigma, 1 + 12 * sigma, points)
+    w = np.exp(-0.5 * ((y - 1) / sigma) ** 2)
+    llr = 2.0 * np.abs(y) / sigma**2
+    return BSCMixture(1.0 / (1.0 + np.exp(llr)), w / w.sum())
+
+
+def exit_converges(dist: DegreeDistribution, channel, *, points: int = 4000) -> bool:
+    """Whether the EXIT tunnel is open: ``I_E,V(I_E,C(x)) > x`` for every ``x`` in ``[0, 1 - 1e-6]``
+    (so the recursion ``x <- I_E,V(I_E,C(x))`` from 0 converges to 1), checked on ``points`` values."""
+    ch = _as_channel(channel)
+    degs = np.array(list(dist.variable))
+    lam = np.array([dist.variable[d] for d in degs])
+    xs = np.concatenate([np.linspace(0.0, 0.99, points // 2, endpoint=False), 1.0 - np.logspace(-2, -6, points // 2)])
+    out = ch.vnd(degs[None, :], _cnd(xs, dist.check)[:, None]) @ lam
+    return bool(np.all(out > xs))
+
+
+def exit_threshold_biawgn(dist: DegreeDistribution, *, tol: float = 1e-3) -> float:
+    """EXIT-chart threshold ``sigma*`` of an ensemble on the BIAWGN channel (bisection)."""
+    lo, hi = 0.3, 2.5
+    while hi - lo > tol:
+        mid = 0.5 * (lo + hi)
+        if exit_converges(dist, biawgn_mixture(mid)):
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def design_distribution(channel, rate: float, *, max_degree: int = 20, check_degrees: int = 48,
+                        grid: int = 160) -> DegreeDistribution:
+    """Variable-degree distribution (degrees ``2..max_degree``) and concentrated check distribution of the
+    given ``rate`` that open the EXIT tunnel widest on ``channel`` (a BSC mixture, e.g.
+    :func:`keygen.slicing.slice_channel`).
+
+    For each average check degree ``a`` on a grid (``check_degrees`` values between the smallest and
+    largest that the rate allows), a linear program in ``(lambda_2..lambda_dmax, t)`` maximises ``t``
+    subject to ``sum lambda_d I_E,V(d; I_E,C(x)) >= x + t (1 - x)`` on ``grid`` points ``x`` in
+    ``[0, 0.999]``, ``sum lambda_d = 1``, ``sum lambda_d / d = 1 / (a (1 - rate))`` (the rate) and
+    ``lambda_2 rho'(1) <= 0.95 / B`` (stability). The best ``a`` wins; ``margin = t`` (negative: the rate
+    is above what this degree range reaches on the channel).
+    """
+    ch = _as_channel(channel)
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0.0 < rate < 1.0:
+        raise ValueError(f"rate = {rate!r} is not allowed; it must be a number in (0, 1)")
+    dmax = _check_int(max_degree, "max_degree", 3, 200)
+    R = float(rate)
+    degs = np.arange(2, dmax + 1)
+    xs = np.concatenate([np.linspace(0.0, 0.9, grid // 2, endpoint=False), 1.0 - np.logspace(-1, -3, grid - grid // 2)])
+    lo_a = 2.0 / (1.0 - R) * 1.0001
+    hi_a = dmax / (1.0 - R) * 0.9999
+    best = None
+    for a in np.geomspace(lo_a, hi_a, check_degrees):
+        if a < 2.0:
+            continue
+        chk = concentrated_check(a)
+        c = _cnd(xs, chk)
+        V = ch.vnd(degs[None, :], c[:, None])  # [grid, D]
+        D = degs.size
+        # variables: lambda_2..lambda_dmax, t ; maximise t  <=>  minimise -t
+        obj = np.zeros(D + 1)
+        obj[-1] = -1.0
+        A_ub = np.hstack([-V, (1.0 - xs)[:, None]])  # -(V lam) + t (1-x) <= -x
+        b_ub = -xs
+        rho_prime = sum(r * (d - 1) for d, r in chk.items())
+        stab = np.zeros(D + 1)
+        stab[0] = rho_prime
+        A_ub = np.vstack([A_ub, stab])
+        b_ub = np.append(b_ub, 0.95 / max(ch.bhattacharyya, 1e-12))
+        A_eq = np.vstack([np.append(np.ones(D), 0.0), np.append(1.0 / degs, 0.0)])
+        b_eq = np.array([1.0, 1.0 / (a * (1.0 - R))])
+        bounds = [(0.0, 1.0)] * D + [(-1.0, 1.0)]
+        res = linprog(obj, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=bounds, method="highs")
+        if res.status != 0:
+            continue
+        t = float(res.x[-1])
+        if best is None or t > best[0]:
+            best = (t, res.x[:-1].copy(), chk, a)
+    if best is None:
+        raise ValueError(f"rate = {R} admits no distribution with variable degrees 2..{dmax}")
+    t, lam, chk, a = best
+    lam[lam < 1e-6] = 0.0
+    # keep the rate exact after dropping tiny fractions: rescale within the kept degrees
+    lam = lam / lam.sum()
+    variable = {int(d): float(v) for d, v in zip(degs, lam, strict=True) if v > 0}
+    src = (f"EXIT-chart LP design (ten Brink, Kramer, Ashikhmin 2004) for the given channel "
+           f"(capacity {ch.capacity:.4f}), rate {R:.4f}, variable degrees 2..{dmax}, concentrated checks, "
+           f"average check degree {a:.3f}")
+    return DegreeDistribution(variable, chk, source=src, margin=t)
+
+
+# ---------------------------------------------------------------------------------------------
+# progressive edge growth
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PEGStats:
+    """What :func:`peg_parity_check_matrix` achieved: relaxed edges (closed a cycle shorter than
+    the target girth) and the check degree range."""
+
+    relaxed_edges: int
+    check_degree_min: int
+    check_degree_max: int
+    girth_target: int
+
+
+def peg_parity_check_matrix(n: int, m: int, var_degrees, *, seed: int = 0, girth: int = 6,
+                            order: str = "random", return_stats: bool = False):
+    """``m x n`` parity-check matrix with the given column degrees by depth-limited PEG.
+
+    Args:
+        n, m: columns (frame bits) and rows (syndrome bits).
+        var_degrees: ``[n]`` integer column degrees in ``[1, m]`` (e.g.
+            :meth:`DegreeDistribution.variable_degrees`).
+        seed: integer ``>= 0`` for the tie-breaks (the matrix is public: same arguments, same matrix).
+        girth: 6 (no 4-cycles) or 8 (no 4- or 6-cycles, where the graph allows).
+        order: the order in which variable nodes receive their edges: ``"random"`` (default) or
+            ``"ascending"`` (non-decreasing degree, as Hu et al. recommend). Measured here (slice
+            channel of rho = 0.9, 16 levels, last slice, n = 10^5, rate 0.775, f = 1.05): the
+            random order decoded 2/2 frames in 76-77 iterations, the ascending order 1/2; with
+            ascending order the degree-2 nodes, placed first on empty checks, form long chains and
+            the high-degree nodes, placed last, meet the tightest neighbourhood constraints.
+
+    Returns:
+        ``scipy.sparse.csr_matrix`` ``[m, n]`` uint8 (and :class:`PEGStats` if ``return_stats``).
+    """
+    n = _check_int(n, "n", 2)
+    m = _check_int(m, "m", 1)
+    if girth not in (6, 8):
+        raise ValueError(f"girth = {girth!r} is not allowed; it must be 6 or 8")
+    if order not in ("random", "ascending"):
+        raise ValueError(f"order = {order!r} is not allowed; it must be 'random' or 'ascending'")
+    seed = _check_int(seed, "seed", 0)
+    dv = np.asarray(var_degrees)
+    if dv.shape != (n,) or not np.issubdtype(dv.dtype, np.integer) or dv.min() < 1 or dv.max() > m:
+        raise ValueError(f"var_degrees must be {n} integers in [1, m = {m}]")
+    dv = dv.astype(np.int64)
+    rng = np.random.default_rng(seed)
+    keys = rng.random(n)
+    order = np.argsort(keys) if order == "random" else np.lexsort((keys, dv))
+    dmax = int(dv.max())
+    E = int(dv.sum())
+    cap = max(4, -(-E // m) + 4)
+    vchk = np.full((n, dmax), -1, dtype=np.int64)
+    cvar = np.full((m, cap), -1, dtype=np.int64)
+    cdeg = np.zeros(m, dtype=np.int64)
+    stamp = np.zeros(m, dtype=np.int64)
+    # bucket queue of checks by current degree (swap-remove lists)
+    perm = rng.permutation(m)
+    buckets: list[list[int]] = [list(map(int, perm))]
+    pos = np.empty(m, dtype=np.int64)
+    pos[perm] = np.arange(m)
+    rnd = rng.random(4 * E + 64)
+    ri = 0
+    relaxed = 0
+    low = 0  # lowest possibly non-empty bucket
+
+    def move_up(c: int) -> None:
+        d = int(cdeg[c])
+        B = buckets[d]
+        i = int(pos[c])
+        last = B[-1]
+        B[i] = last
+        pos[last] = i
+        B.pop()
+        if d + 1 == len(buckets):
+            buckets.append([])
+        buckets[d + 1].append(c)
+        pos[c] = len(buckets[d + 1]) - 1
+
+    for step, v in enumerate(order):
+        v = int(v)
+        tag = step + 1
+        for e in range(int(dv[v])):
+            while not buckets[low]:
+                low += 1
+            c = -1
+            for lev in range(low, len(buckets)):
+                B = buckets[lev]
+                if not B:
+                    continue
+                if len(B) > 48:
+                    for _ in range(24):
+                        cand = B[int(rnd[ri] * len(B))]
+                        ri = ri + 1 if ri + 1 < rnd.size else 0
+                        if stamp[cand] != tag:
+                            c = cand
+                            break
+                    if c >= 0:
+                        break
+                arr = np.fromiter(B, dtype=np.int64, count=len(B))
+                ok = arr[stamp[arr] != tag]
+                if ok.size:
+                    c = int(ok[int(rnd[ri] * ok.size)])
+                    ri = ri + 1 if ri + 1 < rnd.size else 0
+                    break
+            if c < 0:
+                # every check lies within the forbidden neighbourhood: allow a shorter cycle, but never a
+                # repeated edge; pick a lowest-degree check not yet attached to v
+                mine = set(vchk[v, :e].tolist())
+                free = [cc for cc in np.argsort(cdeg, kind="stable")[: e + 64].tolist() if cc not in mine]
+                c = int(free[0])
+                relaxed += 1
+            # connect v - c
+            if cdeg[c] == cvar.shape[1]:
+                cvar = np.hstack([cvar, np.full((m, cvar.shape[1]), -1, dtype=np.int64)])
+            cvar[c, cdeg[c]] = v
+            vchk[v, e] = c
+            move_up(c)
+            cdeg[c] += 1
+            # forbid checks within the neighbourhood: depth 2 (girth 6) or depth 3 (girth 8)
+            us = cvar[c, : cdeg[c]]
+            cs = vchk[us].ravel()
+            cs = cs[cs >= 0]
+            if girth == 8:
+                us2 = cvar[cs].ravel()
+                us2 = us2[us2 >= 0]
+                cs2 = vchk[us2].ravel()
+                cs = np.concatenate([cs, cs2[cs2 >= 0]])
+            stamp[cs] = tag
+    cols = np.repeat(np.arange(n), dmax)
+    rows = vchk.ravel()
+    keep = rows >= 0
+    H = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.uint8), (rows[keep], cols[keep])), shape=(m, n))
+    H.sort_indices()
+    if return_stats:
+        return H, PEGStats(relaxed, int(cdeg.min()), int(cdeg.max()), girth)
+    return H
+
+
+def count_four_cycles(H) -> int:
+    """Number of (unordered) column pairs sharing two or more rows: zero iff the Tanner graph has no 4-cycle."""
+    A = sp.csr_matrix(H, dtype=np.int64)
+    A.data[:] = 1
+    rowsq = int((np.diff(A.indptr) ** 2).sum())
+    colsq = int((np.diff(A.tocsc().indptr) ** 2).sum())
+    if rowsq <= colsq:
+        G = (A.T @ A).tocoo()  # column-column overlaps, n x n
+    else:
+        G = (A @ A.T).tocoo()  # row-row overlaps: a pair of rows sharing >= 2 columns is a 4-cycle too
+    off = G.row < G.col
+    over = G.data[off]
+    return int(((over * (over - 1)) // 2).sum())
+
+
+def split_checks(H, count: int, *, seed: int = 0) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Split ``count`` of the highest-degree rows of ``H`` in two (incremental syndrome bits).
+
+    Row ``r`` keeps a random half of its columns; a new row (appended at the end, in the order of
+    the returned ``parents``) takes the other half. For any ``x``: ``(H x)_r = (H' x)_r xor (H' x)_new``,
+    so the receiver of the new rows' syndrome bits recovers the split rows' from the old ones.
+
+    Returns:
+        ``(H', parents)``: the ``(m + count) x n`` matrix and ``[count]`` the row each new row came from.
+    """
+    A = sp.csr_matrix(H, dtype=np.uint8)
+    m, n = A.shape
+    count = _check_int(count, "count", 0, m)
+    seed = _check_int(seed, "seed", 0)
+    rng = np.random.default_rng(seed)
+    deg = np.diff(A.indptr)
+    parents = np.lexsort((rng.random(m), -deg))[:count]
+    parents = parents[deg[parents] >= 2]
+    rows = np.repeat(np.arange(m), deg)
+    cols = A.indices.copy()
+    for k, r in enumerate(parents):
+        s, e = A.indptr[r], A.indptr[r + 1]
+        seg = rng.permutation(np.arange(s, e))
+        rows[seg[: (e - s) // 2]] = m + k
+    Hn = sp.csr_matrix((np.ones(cols.size, dtype=np.uint8), (rows, cols)), shape=(m + parents.size, n))
+    Hn.sort_indices()
+    return Hn, parents
+
+
+# ---------------------------------------------------------------------------------------------
+# belief propagation (syndrome form), numpy
+# ---------------------------------------------------------------------------------------------
+
+
+def syndrome_bp(H, llr, syndrome, *, max_iter: int = 200) -> tuple[np.ndarray, bool, int]:
+    """Sum-product decoding of ``x`` from ``H x = syndrome`` and the prior LLRs ``log P(x=0)/P(x=1)``.
+
+    Flooding schedule in the log domain (``tanh`` rule, the same message updates as
+    ``ldpc.BpDecoder(bp_method="product_sum", schedule="parallel")``: on the frames checked here both
+    stop after the same number of iterations with the same output), vectorised over the edges.
+    Stops as soon as the hard decision satisfies the syndrome.
+
+    Args:
+        H: ``[m, n]`` sparse 0/1 parity-check matrix.
+        llr: ``[n]`` prior LLRs (finite; clipped to +-30).
+        syndrome: ``[m]`` 0/1.
+        max_iter: iteration limit (>= 1).
+
+    Returns:
+        ``(x_hat [n] uint8, converged, iterations)``.
+    """
+    A = sp.csr_matrix(H, dtype=np.int64)
+    m, n = A.shape
+    lam = np.clip(np.asarray(llr, dtype=np.float64), -30.0, 30.0)
+    s = np.asarray(syndrome).astype(np.uint8)
+    if lam.shape != (n,) or s.shape != (m,):
+        raise ValueError(f"llr must have shape ({n},) and syndrome ({m},), got {lam.shape} and {s.shape}")
+    max_iter = _check_int(max_iter, "max_iter", 1)
+    deg = np.diff(A.indptr)
+    live = deg > 0
+    rows = np.repeat(np.arange(m), deg)
+    cols = A.indices.astype(np.int64)
+    starts = A.indptr[:-1][live]
+    row_of_live = np.cumsum(live) - 1  # index of each live row among the live rows
+    erow = row_of_live[rows]
+    ssign = (1.0 - 2.0 * s)[rows]
+    Mcv = np.zeros(cols.size)
+    x = (lam < 0).astype(np.uint8)
+    for it in range(max_iter + 1):
+        tot = lam + np.bincount(cols, weights=Mcv, minlength=n)
+        x = (tot < 0).astype(np.uint8)
+        if np.array_equal((A @ x.astype(np.int64)) & 1, s):
+            return x, True, it
+        if it == max_iter:
+            break
+        T = np.tanh(np.clip(tot[cols] - Mcv, -40.0, 40.0) * 0.5)
+        la = np.log(np.clip(np.abs(T), 1e-300, 1.0 - 1e-16))
+        neg = (T < 0).astype(np.int64)
+        rest = np.add.reduceat(la, starts)[erow] - la
+        par = (np.add.reduceat(neg, starts)[erow] - neg) & 1
+        Mcv = ssign * (1.0 - 2.0 * par) * 2.0 * np.arctanh(np.minimum(np.exp(rest), 1.0 - 1e-15))
+    return x, False, max_iter

@@ -311,7 +311,8 @@ def design_distribution(channel, rate: float, *, max_degree: int = 20, check_deg
     largest that the rate allows), a linear program in ``(lambda_2..lambda_dmax, t)`` maximises ``t``
     subject to ``sum lambda_d I_E,V(d; I_E,C(x)) >= x + t (1 - x)`` on ``grid`` points ``x`` in
     ``[0, 0.999]``, ``sum lambda_d = 1``, ``sum lambda_d / d = 1 / (a (1 - rate))`` (the rate) and
-    ``lambda_2 rho'(1) <= 0.95 / B`` (stability). The best ``a`` wins; ``margin = t`` (negative: the rate
+    ``lambda_2 rho'(1) <= 0.95 / B`` (stability) and ``lambda_2 <= 1.96 / a`` (fewer degree-2 nodes than
+    checks, so that they can form a forest). The best ``a`` wins; ``margin = t`` (negative: the rate
     is above what this degree range reaches on the channel).
     """
     ch = _as_channel(channel)
@@ -340,7 +341,9 @@ def design_distribution(channel, rate: float, *, max_degree: int = 20, check_deg
         stab = np.zeros(D + 1)
         stab[0] = rho_prime
         A_ub = np.vstack([A_ub, stab])
-        b_ub = np.append(b_ub, 0.95 / max(ch.bhattacharyya, 1e-12))
+        # stability, and fewer degree-2 nodes than checks (lambda_2 E / 2 < m, i.e. lambda_2 < 2 / a) so
+        # that PEG can keep them cycle-free
+        b_ub = np.append(b_ub, rho_prime * min(0.95 / max(ch.bhattacharyya, 1e-12) / rho_prime, 1.96 / a))
         A_eq = np.vstack([np.append(np.ones(D), 0.0), np.append(1.0 / degs, 0.0)])
         b_eq = np.array([1.0, 1.0 / (a * (1.0 - R))])
         bounds = [(0.0, 1.0)] * D + [(-1.0, 1.0)]
@@ -371,16 +374,17 @@ def design_distribution(channel, rate: float, *, max_degree: int = 20, check_deg
 @dataclass
 class PEGStats:
     """What :func:`peg_parity_check_matrix` achieved: relaxed edges (closed a cycle shorter than
-    the target girth) and the check degree range."""
+    the target girth), of which four-cycle edges, and the check degree range."""
 
     relaxed_edges: int
+    four_cycle_edges: int
     check_degree_min: int
     check_degree_max: int
     girth_target: int
 
 
 def peg_parity_check_matrix(n: int, m: int, var_degrees, *, seed: int = 0, girth: int = 6,
-                            order: str = "random", return_stats: bool = False):
+                            order: str = "random", degree2_forest: bool = True, return_stats: bool = False):
     """``m x n`` parity-check matrix with the given column degrees by depth-limited PEG.
 
     Args:
@@ -395,6 +399,10 @@ def peg_parity_check_matrix(n: int, m: int, var_degrees, *, seed: int = 0, girth
             random order decoded 2/2 frames in 76-77 iterations, the ascending order 1/2; with
             ascending order the degree-2 nodes, placed first on empty checks, form long chains and
             the high-degree nodes, placed last, meet the tightest neighbourhood constraints.
+        degree2_forest: keep the subgraph of the degree-2 variable nodes a forest (needs fewer
+            degree-2 nodes than checks; ignored otherwise). A cycle of degree-2 nodes is a codeword
+            of the cycle's length, a low-weight error pattern BP can converge to (seen here without
+            this rule: BP satisfied the syndrome 10 bits off the true word at n = 10^5).
 
     Returns:
         ``scipy.sparse.csr_matrix`` ``[m, n]`` uint8 (and :class:`PEGStats` if ``return_stats``).
@@ -420,14 +428,19 @@ def peg_parity_check_matrix(n: int, m: int, var_degrees, *, seed: int = 0, girth
     cvar = np.full((m, cap), -1, dtype=np.int64)
     cdeg = np.zeros(m, dtype=np.int64)
     stamp = np.zeros(m, dtype=np.int64)
+    stamp3 = np.zeros(m, dtype=np.int64)
     # bucket queue of checks by current degree (swap-remove lists)
     perm = rng.permutation(m)
     buckets: list[list[int]] = [list(map(int, perm))]
     pos = np.empty(m, dtype=np.int64)
     pos[perm] = np.arange(m)
+    forest = bool(degree2_forest) and int(np.count_nonzero(dv == 2)) < m
+    comp = np.arange(m)
+    members: list[list[int]] = [[c] for c in range(m)] if forest else []
     rnd = rng.random(4 * E + 64)
     ri = 0
     relaxed = 0
+    four = 0
     low = 0  # lowest possibly non-empty bucket
 
     def move_up(c: int) -> None:
@@ -443,39 +456,56 @@ def peg_parity_check_matrix(n: int, m: int, var_degrees, *, seed: int = 0, girth
         buckets[d + 1].append(c)
         pos[c] = len(buckets[d + 1]) - 1
 
+    def select(tag: int, comp0: int, deep: bool) -> int:
+        """A random lowest-degree check outside the forbidden neighbourhood (depth 2, and depth 3 when
+        ``deep``) and, for a degree-2 node's second edge, outside its first check's degree-2 tree."""
+        nonlocal ri
+        for lev in range(low, len(buckets)):
+            B = buckets[lev]
+            if not B:
+                continue
+            if len(B) > 48:
+                for _ in range(24):
+                    cand = B[int(rnd[ri] * len(B))]
+                    ri = ri + 1 if ri + 1 < rnd.size else 0
+                    if stamp[cand] != tag and (not deep or stamp3[cand] != tag) and (comp0 < 0 or comp[cand] != comp0):
+                        return cand
+            arr = np.fromiter(B, dtype=np.int64, count=len(B))
+            good = stamp[arr] != tag
+            if deep:
+                good &= stamp3[arr] != tag
+            if comp0 >= 0:
+                good &= comp[arr] != comp0
+            ok = arr[good]
+            if ok.size:
+                c = int(ok[int(rnd[ri] * ok.size)])
+                ri = ri + 1 if ri + 1 < rnd.size else 0
+                return c
+        return -1
+
     for step, v in enumerate(order):
         v = int(v)
         tag = step + 1
         for e in range(int(dv[v])):
             while not buckets[low]:
                 low += 1
-            c = -1
-            for lev in range(low, len(buckets)):
-                B = buckets[lev]
-                if not B:
-                    continue
-                if len(B) > 48:
-                    for _ in range(24):
-                        cand = B[int(rnd[ri] * len(B))]
-                        ri = ri + 1 if ri + 1 < rnd.size else 0
-                        if stamp[cand] != tag:
-                            c = cand
-                            break
-                    if c >= 0:
-                        break
-                arr = np.fromiter(B, dtype=np.int64, count=len(B))
-                ok = arr[stamp[arr] != tag]
-                if ok.size:
-                    c = int(ok[int(rnd[ri] * ok.size)])
-                    ri = ri + 1 if ri + 1 < rnd.size else 0
-                    break
+            # a degree-2 node never joins two checks already linked by degree-2 nodes: the degree-2
+            # subgraph stays a forest, so no codeword is made of degree-2 nodes alone
+            comp0 = int(comp[vchk[v, 0]]) if (forest and e == 1 and dv[v] == 2) else -1
+            c = select(tag, comp0, girth == 8)
+            if c < 0 and girth == 8:
+                c = select(tag, comp0, False)  # settle for no 4-cycle
+                relaxed += c >= 0
+            if c < 0 and comp0 >= 0:
+                c = select(tag, -1, False)  # settle for a cycle of degree-2 nodes
             if c < 0:
-                # every check lies within the forbidden neighbourhood: allow a shorter cycle, but never a
-                # repeated edge; pick a lowest-degree check not yet attached to v
+                # every check lies within the depth-2 neighbourhood: close a 4-cycle, but never repeat an
+                # edge; pick a lowest-degree check not yet attached to v
                 mine = set(vchk[v, :e].tolist())
                 free = [cc for cc in np.argsort(cdeg, kind="stable")[: e + 64].tolist() if cc not in mine]
                 c = int(free[0])
                 relaxed += 1
+                four += 1
             # connect v - c
             if cdeg[c] == cvar.shape[1]:
                 cvar = np.hstack([cvar, np.full((m, cvar.shape[1]), -1, dtype=np.int64)])
@@ -483,23 +513,30 @@ def peg_parity_check_matrix(n: int, m: int, var_degrees, *, seed: int = 0, girth
             vchk[v, e] = c
             move_up(c)
             cdeg[c] += 1
-            # forbid checks within the neighbourhood: depth 2 (girth 6) or depth 3 (girth 8)
+            if comp0 >= 0 and comp[c] != comp0:  # union of the two degree-2 trees (relabel the smaller)
+                a_, b_ = comp0, int(comp[c])
+                if len(members[a_]) < len(members[b_]):
+                    a_, b_ = b_, a_
+                comp[members[b_]] = a_
+                members[a_].extend(members[b_])
+                members[b_] = []
+            # forbid the checks within depth 2 (would close a 4-cycle) and, for girth 8, depth 3 (6-cycle)
             us = cvar[c, : cdeg[c]]
             cs = vchk[us].ravel()
             cs = cs[cs >= 0]
+            stamp[cs] = tag
             if girth == 8:
                 us2 = cvar[cs].ravel()
                 us2 = us2[us2 >= 0]
                 cs2 = vchk[us2].ravel()
-                cs = np.concatenate([cs, cs2[cs2 >= 0]])
-            stamp[cs] = tag
+                stamp3[cs2[cs2 >= 0]] = tag
     cols = np.repeat(np.arange(n), dmax)
     rows = vchk.ravel()
     keep = rows >= 0
     H = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.uint8), (rows[keep], cols[keep])), shape=(m, n))
     H.sort_indices()
     if return_stats:
-        return H, PEGStats(relaxed, int(cdeg.min()), int(cdeg.max()), girth)
+        return H, PEGStats(relaxed, four, int(cdeg.min()), int(cdeg.max()), girth)
     return H
 
 

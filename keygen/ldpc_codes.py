@@ -302,7 +302,8 @@ def exit_threshold_biawgn(dist: DegreeDistribution, *, tol: float = 1e-3) -> flo
 
 
 def design_distribution(channel, rate: float, *, max_degree: int = 20, check_degrees: int = 48,
-                        grid: int = 160) -> DegreeDistribution:
+                        grid: int = 160, degree2_forest: bool | None = None,
+                        forest_tolerance: float = 0.01) -> DegreeDistribution:
     """Variable-degree distribution (degrees ``2..max_degree``) and concentrated check distribution of the
     given ``rate`` that open the EXIT tunnel widest on ``channel`` (a BSC mixture, e.g.
     :func:`keygen.slicing.slice_channel`).
@@ -311,58 +312,63 @@ def design_distribution(channel, rate: float, *, max_degree: int = 20, check_deg
     largest that the rate allows), a linear program in ``(lambda_2..lambda_dmax, t)`` maximises ``t``
     subject to ``sum lambda_d I_E,V(d; I_E,C(x)) >= x + t (1 - x)`` on ``grid`` points ``x`` in
     ``[0, 0.999]``, ``sum lambda_d = 1``, ``sum lambda_d / d = 1 / (a (1 - rate))`` (the rate) and
-    ``lambda_2 rho'(1) <= 0.95 / B`` (stability) and ``lambda_2 <= 1.96 / a`` (fewer degree-2 nodes than
-    checks, so that they can form a forest). The best ``a`` wins; ``margin = t`` (negative: the rate
+    ``lambda_2 rho'(1) <= 0.95 / B`` (stability). The best ``a`` wins; ``margin = t`` (negative: the rate
     is above what this degree range reaches on the channel).
+
+    ``degree2_forest``: ``True`` adds ``lambda_2 <= 1.96 / a`` (fewer degree-2 nodes than checks, so that
+    :func:`peg_parity_check_matrix` can keep them cycle-free); ``False`` leaves it out; ``None`` (default)
+    solves both and keeps the bound unless it narrows the tunnel by more than ``forest_tolerance``
+    (it binds at high rates, where few checks can host few degree-2 nodes).
     """
     ch = _as_channel(channel)
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0.0 < rate < 1.0:
         raise ValueError(f"rate = {rate!r} is not allowed; it must be a number in (0, 1)")
     dmax = _check_int(max_degree, "max_degree", 3, 200)
+    if degree2_forest not in (None, True, False):
+        raise ValueError(f"degree2_forest = {degree2_forest!r} is not allowed; it must be True, False or None")
     R = float(rate)
     degs = np.arange(2, dmax + 1)
+    D = degs.size
     xs = np.concatenate([np.linspace(0.0, 0.9, grid // 2, endpoint=False), 1.0 - np.logspace(-1, -3, grid - grid // 2)])
     lo_a = 2.0 / (1.0 - R) * 1.0001
     hi_a = dmax / (1.0 - R) * 0.9999
-    best = None
+    variants = (True, False) if degree2_forest is None else (degree2_forest,)
+    best: dict[bool, tuple] = {}
+    obj = np.zeros(D + 1)
+    obj[-1] = -1.0  # variables lambda_2..lambda_dmax, t: maximise t
+    bounds = [(0.0, 1.0)] * D + [(-1.0, 1.0)]
     for a in np.geomspace(lo_a, hi_a, check_degrees):
         if a < 2.0:
             continue
         chk = concentrated_check(a)
-        c = _cnd(xs, chk)
-        V = ch.vnd(degs[None, :], c[:, None])  # [grid, D]
-        D = degs.size
-        # variables: lambda_2..lambda_dmax, t ; maximise t  <=>  minimise -t
-        obj = np.zeros(D + 1)
-        obj[-1] = -1.0
-        A_ub = np.hstack([-V, (1.0 - xs)[:, None]])  # -(V lam) + t (1-x) <= -x
-        b_ub = -xs
+        V = ch.vnd(degs[None, :], _cnd(xs, chk)[:, None])  # [grid, D]
         rho_prime = sum(r * (d - 1) for d, r in chk.items())
-        stab = np.zeros(D + 1)
-        stab[0] = rho_prime
-        A_ub = np.vstack([A_ub, stab])
-        # stability, and fewer degree-2 nodes than checks (lambda_2 E / 2 < m, i.e. lambda_2 < 2 / a) so
-        # that PEG can keep them cycle-free
-        b_ub = np.append(b_ub, rho_prime * min(0.95 / max(ch.bhattacharyya, 1e-12) / rho_prime, 1.96 / a))
+        A_ub = np.vstack([np.hstack([-V, (1.0 - xs)[:, None]]), np.eye(1, D + 1)])  # -(V lam) + t (1-x) <= -x
         A_eq = np.vstack([np.append(np.ones(D), 0.0), np.append(1.0 / degs, 0.0)])
         b_eq = np.array([1.0, 1.0 / (a * (1.0 - R))])
-        bounds = [(0.0, 1.0)] * D + [(-1.0, 1.0)]
-        res = linprog(obj, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=bounds, method="highs")
-        if res.status != 0:
-            continue
-        t = float(res.x[-1])
-        if best is None or t > best[0]:
-            best = (t, res.x[:-1].copy(), chk, a)
-    if best is None:
+        for forest in variants:
+            cap = 0.95 / max(ch.bhattacharyya, 1e-12) / rho_prime  # stability
+            if forest:
+                cap = min(cap, 1.96 / a)
+            res = linprog(obj, A_ub=A_ub, b_ub=np.append(-xs, cap), A_eq=A_eq, b_eq=b_eq, bounds=bounds,
+                          method="highs")
+            if res.status != 0:
+                continue
+            t = float(res.x[-1])
+            if forest not in best or t > best[forest][0]:
+                best[forest] = (t, res.x[:-1].copy(), chk, a)
+    if not best:
         raise ValueError(f"rate = {R} admits no distribution with variable degrees 2..{dmax}")
-    t, lam, chk, a = best
+    if True in best and (False not in best or best[True][0] >= best[False][0] - forest_tolerance):
+        forest, (t, lam, chk, a) = True, best[True]
+    else:
+        forest, (t, lam, chk, a) = False, best[False]
     lam[lam < 1e-6] = 0.0
-    # keep the rate exact after dropping tiny fractions: rescale within the kept degrees
     lam = lam / lam.sum()
     variable = {int(d): float(v) for d, v in zip(degs, lam, strict=True) if v > 0}
     src = (f"EXIT-chart LP design (ten Brink, Kramer, Ashikhmin 2004) for the given channel "
            f"(capacity {ch.capacity:.4f}), rate {R:.4f}, variable degrees 2..{dmax}, concentrated checks, "
-           f"average check degree {a:.3f}")
+           f"average check degree {a:.3f}, degree-2 forest bound {'on' if forest else 'off'}")
     return DegreeDistribution(variable, chk, source=src, margin=t)
 
 

@@ -10,7 +10,7 @@ Per stage and component, from the exact conditional entropy ``H = H(S | Y, earli
 
 * ``"disclose"`` -- when a code would have a rate below ``min_rate`` (``1 - efficiency * H <
   min_rate``, i.e. ``H`` near 1 bit), Alice sends the slice in the clear (``n`` disclosed bits);
-* ``"code"`` -- otherwise the slice joins the stage's LDPC frame (all coded components of the
+* ``"code"`` (reported as ``"verify"`` when the frame needed no syndrome) -- otherwise the slice joins the stage's LDPC frame (all coded components of the
   stage together, one frame of ``N`` bits). Alice sends the syndrome ``H a`` of
   ``m0 = ceil(efficiency * sum n H)`` bits, the code being an irregular LDPC code designed for the
   frame's exact soft channel at rate ``1 - m0/N`` (:func:`keygen.ldpc_codes.design_distribution`)
@@ -496,6 +496,8 @@ class SlicedReconciler:
                 llr = np.concatenate(llrs)
                 b_frame, ok = self._reconcile_frame(st, coded, a_frame, llr, channel, rng, rec, report)
                 code_time += report.code_time_s
+                if report.syndrome_bits == 0 and report.extra_bits == 0:  # hash-only frame, no code was needed
+                    report.modes = tuple("verify" if m == "code" else m for m in report.modes)
                 if not ok:
                     success = False
                 # Bob's view of the coded slices (equal to Alice's on success)

@@ -303,7 +303,7 @@ def exit_threshold_biawgn(dist: DegreeDistribution, *, tol: float = 1e-3) -> flo
 
 def design_distribution(channel, rate: float, *, max_degree: int = 20, check_degrees: int = 48,
                         grid: int = 160, degree2_forest: bool | None = None,
-                        forest_tolerance: float = 0.01) -> DegreeDistribution:
+                        forest_tolerance: float = 0.01, checks: int | None = None) -> DegreeDistribution:
     """Variable-degree distribution (degrees ``2..max_degree``) and concentrated check distribution of the
     given ``rate`` that open the EXIT tunnel widest on ``channel`` (a BSC mixture, e.g.
     :func:`keygen.slicing.slice_channel`).
@@ -319,11 +319,20 @@ def design_distribution(channel, rate: float, *, max_degree: int = 20, check_deg
     :func:`peg_parity_check_matrix` can keep them cycle-free); ``False`` leaves it out; ``None`` (default)
     solves both and keeps the bound unless it narrows the tunnel by more than ``forest_tolerance``
     (it binds at high rates, where few checks can host few degree-2 nodes).
+
+    ``checks``: the number of rows ``m`` the code will have. When given, the pairs of rows that share
+    a column, ``sum_v C(d_v, 2) = m a sum lambda_d (d - 1) / 2``, are kept below half of the
+    ``C(m, 2)`` pairs (``sum lambda_d (d - 1) <= m / (2 a)``): without 4-cycles no two rows share two
+    columns, so a code with fewer row pairs than that cannot be free of them (at rate 0.95 and
+    ``n = 2 10^4`` the unconstrained design put a fifth of its edges on degree-20 columns and PEG
+    had to close 4-cycles on 24 000 edges).
     """
     ch = _as_channel(channel)
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0.0 < rate < 1.0:
         raise ValueError(f"rate = {rate!r} is not allowed; it must be a number in (0, 1)")
     dmax = _check_int(max_degree, "max_degree", 3, 200)
+    if checks is not None:
+        checks = _check_int(checks, "checks", 1)
     if degree2_forest not in (None, True, False):
         raise ValueError(f"degree2_forest = {degree2_forest!r} is not allowed; it must be True, False or None")
     R = float(rate)
@@ -344,14 +353,18 @@ def design_distribution(channel, rate: float, *, max_degree: int = 20, check_deg
         V = ch.vnd(degs[None, :], _cnd(xs, chk)[:, None])  # [grid, D]
         rho_prime = sum(r * (d - 1) for d, r in chk.items())
         A_ub = np.vstack([np.hstack([-V, (1.0 - xs)[:, None]]), np.eye(1, D + 1)])  # -(V lam) + t (1-x) <= -x
+        extra_b = []
+        if checks is not None:  # room for a 4-cycle-free graph: sum lambda_d (d - 1) <= m / (2 a)
+            A_ub = np.vstack([A_ub, np.append(degs - 1.0, 0.0)])
+            extra_b = [checks / (2.0 * a)]
         A_eq = np.vstack([np.append(np.ones(D), 0.0), np.append(1.0 / degs, 0.0)])
         b_eq = np.array([1.0, 1.0 / (a * (1.0 - R))])
         for forest in variants:
             cap = 0.95 / max(ch.bhattacharyya, 1e-12) / rho_prime  # stability
             if forest:
                 cap = min(cap, 1.96 / a)
-            res = linprog(obj, A_ub=A_ub, b_ub=np.append(-xs, cap), A_eq=A_eq, b_eq=b_eq, bounds=bounds,
-                          method="highs")
+            res = linprog(obj, A_ub=A_ub, b_ub=np.concatenate([-xs, [cap], extra_b]), A_eq=A_eq, b_eq=b_eq,
+                          bounds=bounds, method="highs")
             if res.status != 0:
                 continue
             t = float(res.x[-1])
@@ -427,119 +440,130 @@ def peg_parity_check_matrix(n: int, m: int, var_degrees, *, seed: int = 0, girth
     rng = np.random.default_rng(seed)
     keys = rng.random(n)
     order = np.argsort(keys) if order == "random" else np.lexsort((keys, dv))
-    dmax = int(dv.max())
-    E = int(dv.sum())
-    cap = max(4, -(-E // m) + 4)
-    vchk = np.full((n, dmax), -1, dtype=np.int64)
-    cvar = np.full((m, cap), -1, dtype=np.int64)
-    cdeg = np.zeros(m, dtype=np.int64)
-    stamp = np.zeros(m, dtype=np.int64)
-    stamp3 = np.zeros(m, dtype=np.int64)
-    # bucket queue of checks by current degree (swap-remove lists)
-    perm = rng.permutation(m)
-    buckets: list[list[int]] = [list(map(int, perm))]
-    pos = np.empty(m, dtype=np.int64)
-    pos[perm] = np.arange(m)
+    # plain Python lists: the per-edge work is on sets of tens to hundreds of nodes, where list
+    # operations cost a fraction of numpy's per-call overhead
+    deg_of = dv.tolist()
+    vchk: list[list[int]] = [[] for _ in range(n)]
+    cvar: list[list[int]] = [[] for _ in range(m)]
+    # where checks get very dense (rows of more than 1000 ones: a few rows for a whole frame, as for a
+    # slice with almost no errors), no short-cycle rule is applied: each test would cost a row
+    constrained = int(dv.sum()) <= 1000 * m
+    if girth == 8 and not constrained:
+        girth = 6
+    if girth == 8:
+        vchk_np = np.full((n, int(dv.max())), -1, dtype=np.int64)
+        cvar_np = np.full((m, max(4, -(-int(dv.sum()) // m) + 4)), -1, dtype=np.int64)
+        stamp3 = stamp3_np = np.zeros(m, dtype=np.int64)
+    else:
+        stamp3 = [0] * m
+    # bucket queue of checks by current degree (swap-remove lists); cdeg[c] == len(cvar[c])
+    perm = rng.permutation(m).tolist()
+    buckets: list[list[int]] = [perm]
+    pos = [0] * m
+    for i, c in enumerate(perm):
+        pos[c] = i
     forest = bool(degree2_forest) and int(np.count_nonzero(dv == 2)) < m
-    comp = np.arange(m)
+    comp = list(range(m))
     members: list[list[int]] = [[c] for c in range(m)] if forest else []
-    rnd = rng.random(4 * E + 64)
+    E = int(dv.sum())
+    rnd = rng.random(4 * E + 64).tolist()
+    nr = len(rnd)
     ri = 0
     relaxed = 0
     four = 0
     low = 0  # lowest possibly non-empty bucket
 
-    def move_up(c: int) -> None:
-        d = int(cdeg[c])
-        B = buckets[d]
-        i = int(pos[c])
-        last = B[-1]
-        B[i] = last
-        pos[last] = i
-        B.pop()
-        if d + 1 == len(buckets):
-            buckets.append([])
-        buckets[d + 1].append(c)
-        pos[c] = len(buckets[d + 1]) - 1
+    def allowed(c: int, near: set, tag: int, comp0: int, deep: bool) -> bool:
+        return ((not constrained or near.isdisjoint(cvar[c])) and (not deep or stamp3[c] != tag)
+                and (comp0 < 0 or comp[c] != comp0))
 
-    def select(tag: int, comp0: int, deep: bool) -> int:
-        """A random lowest-degree check outside the forbidden neighbourhood (depth 2, and depth 3 when
-        ``deep``) and, for a degree-2 node's second edge, outside its first check's degree-2 tree."""
+    def select(near: set, tag: int, comp0: int, deep: bool) -> int:
+        """A random lowest-degree check sharing no variable with ``near`` (the variables within distance
+        2 of the node: such a check would close a 4-cycle), outside the depth-3 neighbourhood when
+        ``deep``, and, for a degree-2 node's second edge, outside its first check's degree-2 tree."""
         nonlocal ri
         for lev in range(low, len(buckets)):
             B = buckets[lev]
-            if not B:
+            nb = len(B)
+            if not nb:
                 continue
-            if len(B) > 48:
-                for _ in range(24):
-                    cand = B[int(rnd[ri] * len(B))]
-                    ri = ri + 1 if ri + 1 < rnd.size else 0
-                    if stamp[cand] != tag and (not deep or stamp3[cand] != tag) and (comp0 < 0 or comp[cand] != comp0):
+            if nb > 48:
+                for _ in range(256):  # random probes first; a full scan of the bucket costs a row per check
+                    cand = B[int(rnd[ri] * nb)]
+                    ri = ri + 1 if ri + 1 < nr else 0
+                    if allowed(cand, near, tag, comp0, deep):
                         return cand
-            arr = np.fromiter(B, dtype=np.int64, count=len(B))
-            good = stamp[arr] != tag
-            if deep:
-                good &= stamp3[arr] != tag
-            if comp0 >= 0:
-                good &= comp[arr] != comp0
-            ok = arr[good]
-            if ok.size:
-                c = int(ok[int(rnd[ri] * ok.size)])
-                ri = ri + 1 if ri + 1 < rnd.size else 0
+            ok = [c for c in B if allowed(c, near, tag, comp0, deep)]
+            if ok:
+                c = ok[int(rnd[ri] * len(ok))]
+                ri = ri + 1 if ri + 1 < nr else 0
                 return c
         return -1
 
-    for step, v in enumerate(order):
-        v = int(v)
+    for step, v in enumerate(order.tolist()):
         tag = step + 1
-        for e in range(int(dv[v])):
+        mine = vchk[v]
+        dvv = deg_of[v]
+        near = {v}  # variables within distance 2 of v (v and those sharing a check with it)
+        for e in range(dvv):
             while not buckets[low]:
                 low += 1
             # a degree-2 node never joins two checks already linked by degree-2 nodes: the degree-2
             # subgraph stays a forest, so no codeword is made of degree-2 nodes alone
-            comp0 = int(comp[vchk[v, 0]]) if (forest and e == 1 and dv[v] == 2) else -1
-            c = select(tag, comp0, girth == 8)
+            comp0 = comp[mine[0]] if (forest and e == 1 and dvv == 2) else -1
+            c = select(near, tag, comp0, girth == 8)
             if c < 0 and girth == 8:
-                c = select(tag, comp0, False)  # settle for no 4-cycle
+                c = select(near, tag, comp0, False)  # settle for no 4-cycle
                 relaxed += c >= 0
             if c < 0 and comp0 >= 0:
-                c = select(tag, -1, False)  # settle for a cycle of degree-2 nodes
+                c = select(near, tag, -1, False)  # settle for a cycle of degree-2 nodes
             if c < 0:
                 # every check lies within the depth-2 neighbourhood: close a 4-cycle, but never repeat an
                 # edge; pick a lowest-degree check not yet attached to v
-                mine = set(vchk[v, :e].tolist())
-                free = [cc for cc in np.argsort(cdeg, kind="stable")[: e + 64].tolist() if cc not in mine]
-                c = int(free[0])
+                c = next(cc for lev in range(low, len(buckets)) for cc in buckets[lev] if cc not in mine)
                 relaxed += 1
                 four += 1
-            # connect v - c
-            if cdeg[c] == cvar.shape[1]:
-                cvar = np.hstack([cvar, np.full((m, cvar.shape[1]), -1, dtype=np.int64)])
-            cvar[c, cdeg[c]] = v
-            vchk[v, e] = c
-            move_up(c)
-            cdeg[c] += 1
+            elif not constrained and len(mine) > 0:
+                four += 1  # not checked: counted as possibly closing one
+            # connect v - c and move c one bucket up
+            d = len(cvar[c])
+            B = buckets[d]
+            i = pos[c]
+            last = B[-1]
+            B[i] = last
+            pos[last] = i
+            B.pop()
+            if d + 1 == len(buckets):
+                buckets.append([])
+            buckets[d + 1].append(c)
+            pos[c] = len(buckets[d + 1]) - 1
+            cvar[c].append(v)
+            mine.append(c)
             if comp0 >= 0 and comp[c] != comp0:  # union of the two degree-2 trees (relabel the smaller)
-                a_, b_ = comp0, int(comp[c])
+                a_, b_ = comp0, comp[c]
                 if len(members[a_]) < len(members[b_]):
                     a_, b_ = b_, a_
-                comp[members[b_]] = a_
+                for cc in members[b_]:
+                    comp[cc] = a_
                 members[a_].extend(members[b_])
                 members[b_] = []
-            # forbid the checks within depth 2 (would close a 4-cycle) and, for girth 8, depth 3 (6-cycle)
-            us = cvar[c, : cdeg[c]]
-            cs = vchk[us].ravel()
-            cs = cs[cs >= 0]
-            stamp[cs] = tag
-            if girth == 8:
-                us2 = cvar[cs].ravel()
-                us2 = us2[us2 >= 0]
-                cs2 = vchk[us2].ravel()
-                stamp3[cs2[cs2 >= 0]] = tag
-    cols = np.repeat(np.arange(n), dmax)
-    rows = vchk.ravel()
-    keep = rows >= 0
-    H = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.uint8), (rows[keep], cols[keep])), shape=(m, n))
+            if constrained:
+                near.update(cvar[c])
+            if girth == 8:  # forbid the checks at depth 3 (would close a 6-cycle)  # the depth-3 sets run to thousands of checks: numpy mirrors of the graph
+                if len(cvar[c]) > cvar_np.shape[1]:
+                    cvar_np = np.hstack([cvar_np, np.full(cvar_np.shape, -1, dtype=np.int64)])
+                cvar_np[c, len(cvar[c]) - 1] = v
+                vchk_np[v, e] = c
+                us = cvar_np[c]
+                cs = vchk_np[us[us >= 0]].ravel()
+                cs = cs[cs >= 0]
+                us2 = cvar_np[cs].ravel()
+                cs2 = vchk_np[us2[us2 >= 0]].ravel()
+                stamp3_np[cs2[cs2 >= 0]] = tag
+    cdeg = np.fromiter((len(x) for x in cvar), dtype=np.int64, count=m)
+    cols = np.repeat(np.arange(n), dv)
+    rows = np.fromiter((c for v in range(n) for c in vchk[v]), dtype=np.int64, count=E)
+    H = sp.csr_matrix((np.ones(E, dtype=np.uint8), (rows, cols)), shape=(m, n))
     H.sort_indices()
     if return_stats:
         return H, PEGStats(relaxed, four, int(cdeg.min()), int(cdeg.max()), girth)

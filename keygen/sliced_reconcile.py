@@ -403,7 +403,8 @@ class SlicedReconciler:
 
     def _code(self, coded: list[ComponentPlan], N: int, m: int, stage: int):
         # a column cannot have more ones than there are rows
-        dist = design_distribution(self._frame_channel(coded), 1.0 - m / N, max_degree=max(3, min(self.max_degree, m)))
+        dist = design_distribution(self._frame_channel(coded), 1.0 - m / N, max_degree=max(3, min(self.max_degree, m)),
+                                   checks=m)
         seed = _derived_seed(self.code_seed, stage, N, m)
         if self.peg_order != "random":
             H = peg_parity_check_matrix(N, m, dist.variable_degrees(N), seed=seed, girth=self.girth, order=self.peg_order)

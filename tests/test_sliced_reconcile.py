@@ -50,20 +50,27 @@ def test_disclosed_bits_counted_by_hand():
 
 
 def test_retry_sends_counted_extra_syndrome_bits():
-    # seed 1 of the same case: slice 3 does not converge at 514 bits; the retry splits
-    # max(16, ceil(0.02 * 428.157 + sqrt(2000 * V) / 2)) = 24 checks (V = 0.44119 the slice's dispersion);
-    # no hash is sent for the attempt that did not converge
-    V = sl.slice_channel(0.9, 16, 3).dispersion
-    step = max(16, math.ceil(0.02 * 2000 * sl.slice_entropies(0.9, 16)[3] + 0.5 * math.sqrt(2000 * V)))
-    assert step == 24
-    x, y, _ = _pairs(0.9, 2000, 1)
-    res = SlicedReconciler(bits=4, efficiency=1.2, backoff=0.0, decoder="numpy").reconcile(x, y, 0.9, seed=1)
+    # efficiency 1 without backoff puts the first syndrome at n H exactly: at n = 2000 it cannot decode.
+    # Each retry splits max(16, ceil(0.02 n H + sqrt(n V) / 2)) checks (V the slice's dispersion); a
+    # hash is sent only after an attempt whose BP satisfied the syndrome.
+    n = 2000
+    H = sl.slice_entropies(0.9, 16)
+    x, y, _ = _pairs(0.9, n, 1)
+    rec = SlicedReconciler(bits=4, efficiency=1.0, backoff=0.0, min_rate=0.2, decoder="numpy", max_iter=150)
+    res = rec.reconcile(x, y, 0.9, seed=1)
+    assert res.success
     s3 = res.slices[3]
-    assert res.success and s3.success
-    assert s3.attempts == 2 and s3.bp_iterations[0] == 300
-    assert (s3.syndrome_bits, s3.extra_bits, s3.hash_bits) == (514, 24, 64)
-    assert s3.disclosed_bits == 514 + 24 + 64
-    assert s3.designed_rate == pytest.approx(1 - 514 / 2000)
+    V = sl.slice_channel(0.9, 16, 3).dispersion
+    step = max(16, math.ceil(0.02 * n * H[3] + 0.5 * math.sqrt(n * V)))
+    assert step == 24
+    assert s3.syndrome_bits == math.ceil(n * H[3]) == 429
+    assert s3.attempts > 1 and s3.bp_iterations[0] == 150
+    assert s3.extra_bits == step * (s3.attempts - 1)
+    converged = sum(it < 150 for it in s3.bp_iterations)
+    assert s3.hash_bits == 64 * converged
+    assert s3.disclosed_bits == 429 + s3.extra_bits + s3.hash_bits
+    assert s3.designed_rate == pytest.approx(1 - 429 / n)
+    assert s3.efficiency == pytest.approx(s3.disclosed_bits / (n * H[3]))
 
 
 def test_failure_yields_no_key():
@@ -83,7 +90,7 @@ def test_failure_yields_no_key():
 @pytest.mark.parametrize("rho", [0.95, 0.9, 0.8])
 def test_each_slice_decodes_at_its_designed_rate(rho):
     x, y, _ = _pairs(rho, 4000, 0)
-    rec = SlicedReconciler(bits=4, efficiency=1.1, backoff=2.0, decoder="numpy")
+    rec = SlicedReconciler(bits=4, efficiency=1.15, backoff=2.0, decoder="numpy")
     res = rec.reconcile(x, y, rho, seed=0)
     assert res.success
     for s, st in zip(res.slices, rec.plan(rho, 4000), strict=True):

@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--decoder", choices=("numpy", "ldpc"), default="numpy")
     p.add_argument("--efficiency", type=float, default=1.04)
     p.add_argument("--backoff", type=float, default=2.0)
-    p.add_argument("--fraction", type=float, default=0.95, help="bits rule: I(Q;Y) >= fraction I(X;Y)")
+    p.add_argument("--min-rate", type=float, default=0.02, help="slices whose code rate would be lower are disclosed")
+    p.add_argument("--fraction", type=float, default=0.97, help="bits rule: I(Q;Y) >= fraction I(X;Y)")
     p.add_argument("--max-iter", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--code-cache", default=None, help="folder for the (public) parity-check matrices")
@@ -51,10 +52,11 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     if a.n < 100:
         p.error("--n must be at least 100")
-    rec = SlicedReconciler(efficiency=a.efficiency, backoff=a.backoff, fraction=a.fraction, decoder=a.decoder,
+    rec = SlicedReconciler(efficiency=a.efficiency, backoff=a.backoff, min_rate=a.min_rate, fraction=a.fraction,
+                           decoder=a.decoder,
                            max_iter=a.max_iter, code_cache_dir=a.code_cache)
     print(f"sliced reconciliation: n = {a.n} symbols per rho, decoder {a.decoder}, efficiency {a.efficiency}, "
-          f"backoff {a.backoff}, bits rule fraction {a.fraction}, natural labelling, lsb first")
+          f"backoff {a.backoff}, min rate {a.min_rate}, bits rule fraction {a.fraction}, natural labelling, lsb first")
     summary = []
     for rho in a.rho:
         rng = np.random.default_rng([a.seed, int(round(rho * 1e6))])

@@ -325,7 +325,8 @@ def design_distribution(channel, rate: float, *, max_degree: int = 20, check_deg
     ``C(m, 2)`` pairs (``sum lambda_d (d - 1) <= m / (2 a)``): without 4-cycles no two rows share two
     columns, so a code with fewer row pairs than that cannot be free of them (at rate 0.95 and
     ``n = 2 10^4`` the unconstrained design put a fifth of its edges on degree-20 columns and PEG
-    had to close 4-cycles on 24 000 edges).
+    had to close 4-cycles on 24 000 edges). Where even degree 2 everywhere cannot meet the bound
+    (a few rows for a whole frame) it is left out.
     """
     ch = _as_channel(channel)
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0.0 < rate < 1.0:
@@ -354,7 +355,7 @@ def design_distribution(channel, rate: float, *, max_degree: int = 20, check_deg
         rho_prime = sum(r * (d - 1) for d, r in chk.items())
         A_ub = np.vstack([np.hstack([-V, (1.0 - xs)[:, None]]), np.eye(1, D + 1)])  # -(V lam) + t (1-x) <= -x
         extra_b = []
-        if checks is not None:  # room for a 4-cycle-free graph: sum lambda_d (d - 1) <= m / (2 a)
+        if checks is not None and checks >= 2.0 * a:  # room for a 4-cycle-free graph: sum lambda_d (d-1) <= m/(2a)
             A_ub = np.vstack([A_ub, np.append(degs - 1.0, 0.0)])
             extra_b = [checks / (2.0 * a)]
         A_eq = np.vstack([np.append(np.ones(D), 0.0), np.append(1.0 / degs, 0.0)])

@@ -231,7 +231,7 @@ _CODES_MAX = 24
 
 def _code_key(N: int, m: int, dist: DegreeDistribution, girth: int, seed: int) -> str:
     lam = ",".join(f"{d}:{w:.10f}" for d, w in sorted(dist.variable.items()))
-    return hashlib.sha256(f"peg|{N}|{m}|{lam}|{girth}|{seed}".encode()).hexdigest()[:24]
+    return hashlib.sha256(f"peg-v2|{N}|{m}|{lam}|{girth}|{seed}".encode()).hexdigest()[:24]  # v2: PEG of this file
 
 
 def _build_code(N: int, m: int, dist: DegreeDistribution, girth: int, seed: int, cache_dir: Path | None):
@@ -296,8 +296,8 @@ class SlicedReconciler:
         code_cache_dir: optional folder for built parity-check matrices (public; reused across runs).
     """
 
-    def __init__(self, *, bits=None, fraction: float = 0.95, max_bits: int = 8, labelling: str = "natural",
-                 order: str = "lsb_first", efficiency: float = 1.04, backoff: float = 2.0, min_rate: float = 0.05,
+    def __init__(self, *, bits=None, fraction: float = 0.97, max_bits: int = 8, labelling: str = "natural",
+                 order: str = "lsb_first", efficiency: float = 1.04, backoff: float = 2.0, min_rate: float = 0.02,
                  no_code_errors: float = 0.05, verify_bits: int = 64, max_retries: int = 8,
                  retry_step: float = 0.02, max_degree: int = 20, girth: int = 6, peg_order: str = "random",
                  code_seed: int = 0, decoder: str = "ldpc", max_iter: int = 300, code_cache_dir=None):

@@ -29,7 +29,7 @@ Carlo and against a finer grid):
   binary symmetric channels (Bob's hard decision is wrong with probability ``p`` where
   ``p = 1 / (1 + exp(|LLR|))``): arrays of crossover probabilities and weights;
 * :func:`choose_bits`: the public rule for ``q`` per component: the smallest ``q`` with
-  ``I(Q; Y) >= fraction * I(X; Y)`` (default ``fraction = 0.95``), capped at ``max_bits``.
+  ``I(Q; Y) >= fraction * I(X; Y)`` (default ``fraction = 0.97``), capped at ``max_bits``.
 
 Soft information (vectorised, exact): :func:`level_log_posteriors` gives ``log P(Q = k | y)``,
 ``[n, K]``, and :func:`slice_llrs` the log-likelihood ratio ``log P(S = 0 | y, known) / P(S = 1 |
@@ -365,13 +365,19 @@ def quantised_mutual_information(rho, levels, *, resolution: float = 1.0) -> flo
     return float(q - slice_entropies(rho, K, resolution=resolution).sum())
 
 
-def choose_bits(rho, fraction: float = 0.95, max_bits: int = 8) -> int:
+def choose_bits(rho, fraction: float = 0.97, max_bits: int = 8) -> int:
     """Public rule for the number of bits per component: the smallest ``q`` in ``[1, max_bits]`` with
     ``I(Q; Y) >= fraction * I(X; Y)`` (computed exactly), else ``max_bits``.
 
     ``I(Q; Y)`` rises with ``q`` towards ``I(X; Y)``: at ``rho = 0.9`` it is 89 % at ``q = 3``, 95.5 %
     at 4 and 98 % at 5. The same ``q`` serves every component with this ``rho``; Alice and Bob
     both know ``rho`` (it is estimated from public calibration), so the choice is public.
+
+    Why 0.97 by default: each extra bit adds a low slice with conditional entropy near 1, disclosed
+    or coded at a low rate, so it costs ``1 - H`` at most while ``I(Q; Y)`` gains more. With the
+    per-slice efficiencies measured at ``n = 10^5`` (``f`` about 1.05), the predicted share of
+    ``I(X; Y)`` kept at ``rho = 0.9`` is 84.9 % at 4 bits, 86.2 % at 5, 86.7 % at 6; 0.97 picks 5
+    for ``rho`` from 0.8 to 0.95 and 6 at 0.99.
     """
     r = _check_rho(rho)
     if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0.0 < fraction < 1.0:

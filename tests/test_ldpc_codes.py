@@ -52,7 +52,7 @@ def test_design_for_a_slice_channel():
     assert lc.design_distribution(ch, 1 - 0.97 * ch.entropy).margin < 0
 
 
-@pytest.mark.parametrize("girth", [6, 8])
+@pytest.mark.parametrize("girth", [6, pytest.param(8, marks=pytest.mark.slow)])
 def test_peg_has_the_stated_degrees_and_no_four_cycles(girth):
     d = lc.RSU_RATE_HALF[20]
     n, m = (4000, 2000) if girth == 6 else (2000, 1000)

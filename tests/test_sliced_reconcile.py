@@ -124,9 +124,11 @@ def test_ldpc_decoder_path_and_eve():
 def test_components_with_different_correlations():
     rhos = np.array([0.95, 0.9, 0.8])
     x, y, _ = _pairs(rhos, 3000, 4, d=3)
-    rec = SlicedReconciler(efficiency=1.1, decoder="numpy")
+    # the public rule gives one q per correlation; here explicit bits make the stages differ
+    assert SlicedReconciler().component_bits(rhos).tolist() == [sl.choose_bits(r) for r in rhos]
+    rec = SlicedReconciler(bits=[5, 4, 4], efficiency=1.1, decoder="numpy")
     q = rec.component_bits(rhos)
-    assert q.tolist() == [sl.choose_bits(r) for r in rhos] == [5, 4, 4]
+    assert q.tolist() == [5, 4, 4]
     plan = rec.plan(rhos, 3000)
     assert len(plan) == 5
     assert [c.component for c in plan[0].components] == [0]  # the 5-bit component starts alone

@@ -21,10 +21,12 @@
   about 1 % in ``sigma`` (tests).
 * :func:`peg_parity_check_matrix` -- progressive edge growth (Hu, Eleftheriou, Arnold, "Regular and
   irregular progressive edge-growth Tanner graphs", IEEE Trans. IT 51(1), 2005), depth-limited for
-  speed: variable nodes in non-decreasing degree order, each edge to a lowest-degree check outside
-  the node's depth-``(girth/2 - 1)`` neighbourhood, so no cycle shorter than ``girth`` (6 or 8) is
-  ever closed; when no such check exists the shortest-cycle rule is relaxed and the count reported.
-  :func:`count_four_cycles` counts pairs of columns sharing more than one row.
+  speed: each edge of a variable node goes to a random lowest-degree check that shares no variable
+  with the node's distance-2 neighbourhood, so no 4-cycle is closed (``girth=8`` also avoids
+  6-cycles where it can); degree-2 nodes are kept cycle-free among themselves (a cycle of them is a
+  low-weight codeword). Variable nodes are taken in random order by default (measured better here
+  than the non-decreasing degree order of Hu et al.). :func:`count_four_cycles` counts pairs of
+  columns sharing more than one row.
 * :func:`split_checks` -- incremental redundancy for syndrome coding: a check of degree ``d`` is
   split into two of degrees ``ceil(d/2)``, ``floor(d/2)``; Alice sends the syndrome bit of the new
   half (one disclosed bit per split), Bob recovers the other by XOR with the old bit. Splitting
@@ -164,7 +166,8 @@ def _softplus2(z: np.ndarray) -> np.ndarray:
 
 
 def _f_of_mu(a: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``F(mu) = I(S; L_ch + G)``, ``G ~ N(mu, 2 mu)``, for the BSC mixture ``(|LLR| a, p, weight w)``, on ``_MU_GRID``."""
+    """``F(mu) = I(S; L_ch + G)``, ``G ~ N(mu, 2 mu)``, for the BSC mixture ``(|LLR| a, p, weight w)``,
+    on ``_MU_GRID``."""
     g = _MU_GRID[:, None] + 2.0 * np.sqrt(_MU_GRID)[:, None] * _GH_X[None, :]  # nodes of N(mu, 2 mu), [M, G]
     out = np.empty(_MU_GRID.size)
     step = max(1, 200_000 // max(1, a.size * _GH_X.size))
@@ -550,7 +553,7 @@ def peg_parity_check_matrix(n: int, m: int, var_degrees, *, seed: int = 0, girth
                 members[b_] = []
             if constrained:
                 near.update(cvar[c])
-            if girth == 8:  # forbid the checks at depth 3 (would close a 6-cycle)  # the depth-3 sets run to thousands of checks: numpy mirrors of the graph
+            if girth == 8:  # forbid the checks at depth 3 (6-cycle); thousands of them: numpy mirrors of the graph
                 if len(cvar[c]) > cvar_np.shape[1]:
                     cvar_np = np.hstack([cvar_np, np.full(cvar_np.shape, -1, dtype=np.int64)])
                 cvar_np[c, len(cvar[c]) - 1] = v

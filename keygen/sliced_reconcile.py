@@ -10,12 +10,15 @@ Per stage and component, from the exact conditional entropy ``H = H(S | Y, earli
 
 * ``"disclose"`` -- when a code would have a rate below ``min_rate`` (``1 - efficiency * H <
   min_rate``, i.e. ``H`` near 1 bit), Alice sends the slice in the clear (``n`` disclosed bits);
-* ``"code"`` (reported as ``"verify"`` when the frame needed no syndrome) -- otherwise the slice joins the stage's LDPC frame (all coded components of the
-  stage together, one frame of ``N`` bits). Alice sends the syndrome ``H a`` of
-  ``m0 = ceil(efficiency * sum n H)`` bits, the code being an irregular LDPC code designed for the
-  frame's exact soft channel at rate ``1 - m0/N`` (:func:`keygen.ldpc_codes.design_distribution`)
-  and built by progressive edge growth (:func:`keygen.ldpc_codes.peg_parity_check_matrix`). When
-  the expected number of Bob's hard-decision errors in the frame is below ``no_code_errors`` no
+* ``"code"`` (reported as ``"verify"`` when the frame needed no syndrome) -- otherwise the slice
+  joins the stage's LDPC frame (all coded components of the stage together, one frame of ``N``
+  bits). Alice sends the syndrome ``H a`` of ``m0 = ceil(efficiency * sum n H + backoff *
+  sqrt(sum n V))`` bits (``V`` the slice channel's dispersion, the finite-length term of the normal
+  approximation of Polyanskiy, Poor, Verdu, IEEE Trans. IT 56(5), 2010), the code being an
+  irregular LDPC code designed for the frame's exact soft channel at rate ``1 - m0/N``
+  (:func:`keygen.ldpc_codes.design_distribution`) and built by progressive edge growth
+  (:func:`keygen.ldpc_codes.peg_parity_check_matrix`). When the expected number of Bob's
+  hard-decision errors in the frame is below ``no_code_errors`` no
   syndrome is sent at first (hash only).
 
 Bob decodes by belief propagation with his per-bit priors (``decoder="ldpc"``:
@@ -305,7 +308,8 @@ class SlicedReconciler:
             arr = np.atleast_1d(np.asarray(bits))
             if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer) or np.any(arr < 1) or np.any(
                     arr > 12):
-                raise ValueError(f"bits = {bits!r} is not allowed; it must be an integer in [1, 12] or one per component")
+                raise ValueError(f"bits = {bits!r} is not allowed; it must be an integer in [1, 12] or one per "
+                                 "component")
         self.bits = None if bits is None else np.atleast_1d(np.asarray(bits)).astype(np.int64)
         self.fraction = _check_real(fraction, "fraction", 0.0, 1.0, low_open=True, high_open=True)
         if isinstance(max_bits, bool) or not isinstance(max_bits, numbers.Integral) or not 1 <= max_bits <= 12:
@@ -407,7 +411,8 @@ class SlicedReconciler:
                                    checks=m)
         seed = _derived_seed(self.code_seed, stage, N, m)
         if self.peg_order != "random":
-            H = peg_parity_check_matrix(N, m, dist.variable_degrees(N), seed=seed, girth=self.girth, order=self.peg_order)
+            H = peg_parity_check_matrix(N, m, dist.variable_degrees(N), seed=seed, girth=self.girth,
+                                        order=self.peg_order)
         else:
             H = _build_code(N, m, dist, self.girth, seed, self.code_cache_dir)
         return H, dist, seed
@@ -469,7 +474,8 @@ class SlicedReconciler:
         code_time = 0.0
         success = True
         for st in plan:
-            rec: dict[str, Any] = {"stage": st.stage, "disclosed": {}, "components": [c.component for c in st.components]}
+            rec: dict[str, Any] = {"stage": st.stage, "disclosed": {},
+                                   "components": [c.component for c in st.components]}
             a_parts, b_parts = [], []
             d_stage0 = channel.disclosed_bits
             coded = [c for c in st.components if c.mode == "code"]

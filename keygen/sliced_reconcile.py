@@ -38,7 +38,8 @@ similar role. Eve replays the public transcript with her own observation and cor
 (:meth:`SlicedReconciler.replay`): same LLR and decoder code path.
 
 numpy/scipy and ``ldpc`` (imported on use); :class:`PublicChannel` comes from
-:mod:`keygen.channel`, Toeplitz hashing from :mod:`keygen.privacy`, the plans and reports from :mod:`keygen.sliced_report`.
+:mod:`keygen.channel`, Toeplitz hashing from :mod:`keygen.privacy`, the plans and reports from
+:mod:`keygen.sliced_report`.
 """
 
 from __future__ import annotations

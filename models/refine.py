@@ -30,8 +30,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from physics.optim import unrolled_ascent
 from physics.checks import check_real
+from physics.optim import unrolled_ascent
 
 #: Upper bound on the refinement steps: a typo (an extra zero) must not turn an evaluation into hours that one
 #: validation batch never returns from (Lightning's SIGTERM handler acts between batches only).

@@ -572,7 +572,7 @@ def _api_cases():
         "scenario hard_eta nan": (lambda: IRSScenario("case1", hard_eta=float("nan")), "hard_eta"),
         "scenario M 2.5": (lambda: IRSScenario("case1", M=2.5), "M must be an integer"),
         "scenario carrier": (lambda: IRSScenario("case1", carrier_hz=1e-300), "carrier_hz"),
-        # docs/architecture.md section 5: every random draw takes an explicit generator (None would be torch's global RNG)
+        # docs/architecture.md section 5: every random draw takes an explicit generator (None: the global RNG)
         "irs sample generator None": (lambda: IRSScenario("case1").sample(2, None), "torch.Generator"),
         "multiuser sample int seed": (lambda: MultiUserScenario().sample(2, 0), "torch.Generator.*got int 0"),
         "nearfield sample generator None": (lambda: NearFieldScenario().sample(2, None), "torch.Generator"),

@@ -16,8 +16,8 @@ from models.refine import (
     describe_record,
     refinement_from_record,
 )
-from physics.multiuser import MultiUserScenario
 from physics.irs import IRSScenario
+from physics.multiuser import MultiUserScenario
 from physics.seeding import generator_for
 
 SMALL = dict(M=16, K=2, N_k=2, N_P=2, M_e=2, N_e=2)

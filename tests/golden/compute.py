@@ -527,7 +527,8 @@ def agreement_report_kgnet() -> dict[str, Any]:
         metrics = {k: float(v) for k, v in sorted(cli.trainer.callback_metrics.items())
                    if getattr(v, "numel", lambda: 1)() == 1}
         ckpt = cli.trainer.checkpoint_callback.last_model_path
-        report = _agree(config_path("kgnet", "kgnet"), AGREE_SETTINGS["kgnet"], "--ckpt_path", str(Path(ckpt).resolve()),
+        ckpt = str(Path(ckpt).resolve())  # _agree runs in a scratch folder of its own
+        report = _agree(config_path("kgnet", "kgnet"), AGREE_SETTINGS["kgnet"], "--ckpt_path", ckpt,
                         f"--data.init_args.h5_path={scratch}/room.h5",
                         f"--data.init_args.synthetic_users={KGNET_USERS}")
         report = _clean_report(report, str(scratch))

@@ -59,13 +59,16 @@ def canonical_pairs(C, M: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return Wa @ U, Wb @ Vh.conj().T, S
 
 
-def gaussian_mi_bits(R, d1: int, d2: int) -> float:
+def gaussian_mi_bits(R, d1: int, d2: int, *, field: str = "complex") -> float:
     """``I(x; y)`` in bits of a Gaussian pair with joint covariance ``R [d1 + d2, d1 + d2]`` (leading block).
 
-    ``log2 det R_xx + log2 det R_yy - log2 det R`` (log-determinants by LU, on the Hermitian part), clipped at 0.
-    For circular complex Gaussians this is the mutual information; for real-valued data it is twice the real
-    Gaussian mutual information (the real formula carries a factor 1/2).
+    ``field="complex"`` (circularly-symmetric complex x, y): ``log2 det R_xx + log2 det R_yy - log2 det R``;
+    ``field="real"`` (real x, y): half of it, ``1/2 log2(det R_xx det R_yy / det R)`` (a real Gaussian carries half
+    the entropy of a complex one of the same covariance; one real pair with correlation rho gives
+    ``-1/2 log2(1 - rho^2)``). Log-determinants by LU on the Hermitian part; clipped at 0.
     """
+    if field not in ("complex", "real"):
+        raise ValueError(f"field = {field!r} is not allowed; use 'complex' or 'real'")
     R = _square(R, "R")
     for name, d in (("d1", d1), ("d2", d2)):
         if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
@@ -77,4 +80,5 @@ def gaussian_mi_bits(R, d1: int, d2: int) -> float:
         return float(np.linalg.slogdet(0.5 * (S + S.conj().T))[1])
 
     n = d1 + d2
-    return max(0.0, (logdet(R[:d1, :d1]) + logdet(R[d1:n, d1:n]) - logdet(R[:n, :n])) / math.log(2))
+    bits = (logdet(R[:d1, :d1]) + logdet(R[d1:n, d1:n]) - logdet(R[:n, :n])) / math.log(2)
+    return max(0.0, 0.5 * bits if field == "real" else bits)

@@ -23,14 +23,12 @@ validated with (``models.checkpoints.check_record`` returns the difference, ``tr
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any
 
 import torch
 from torch import nn
 
-from physics.checks import check_real
+from physics.checks import check_int, check_real
 from physics.optim import unrolled_ascent
 
 #: Upper bound on the refinement steps: a typo (an extra zero) must not turn an evaluation into hours that one
@@ -42,12 +40,7 @@ Design = dict[str, torch.Tensor]
 
 def check_steps(value, name: str = "steps") -> int:
     """``value`` as an int in [0, :data:`MAX_STEPS`]; ValueError naming it otherwise (2.5, True refused)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        if not (isinstance(value, float) and math.isfinite(value) and value.is_integer()):
-            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-    steps = int(value)
-    if steps < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {steps}")
+    steps = check_int(name, value, low=0)
     if steps > MAX_STEPS:
         raise ValueError(f"{name} must be <= {MAX_STEPS}, got {value!r}: each step is one gradient of the objective "
                          "per draw (~4 ms at M = 128, K = 6), run in every evaluation; the per-instance optimum uses "
